@@ -1,0 +1,16 @@
+"""The ``unitumour`` console script: the library's commands plus the process commands.
+
+Process commands live here because they start services; the library never imports services.
+"""
+
+from __future__ import annotations
+
+from unitumour_dicom.cli import app
+
+
+def main(args: list[str] | None = None) -> None:
+    app(args=args, prog_name="unitumour")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""The Typer application and its global options (-c/--config, -v, -d, -q)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import __version__
+from .common import setup_logging, state
+from .config_cmd import config_app
+from .db_cmd import db_app
+
+
+app = typer.Typer(
+    name="unitumour",
+    help="UniTumour DICOM: tumour segmentation of whole-slide images, behind DICOM.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
+
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"unitumour {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", envvar="UNITUMOUR_CONFIG", help="TOML settings file."),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log INFO.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", "-d", help="Log DEBUG.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log errors only.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
+    ] = False,
+) -> None:
+    state.config_file = config
+    state._settings = None
+    level = logging.WARNING
+    if verbose:
+        level = logging.INFO
+    if debug:
+        level = logging.DEBUG
+    if quiet:
+        level = logging.ERROR
+    setup_logging(level)

@@ -1,0 +1,184 @@
+"""Settings sections, one class per concern, so each service reads only what it owns.
+
+Every section is frozen: a process gets its settings once, at start, and a change means a
+restart (or a scoped copy with ``model_copy(update=...)`` in tests), never a mutated global.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _check_ae_title(value: str) -> str:
+    """AE titles are at most 16 characters of the Default Character Repertoire, no backslash."""
+    stripped = value.strip()
+    if not stripped or len(stripped) > 16:
+        raise ValueError(f"AE title {value!r} must have 1 to 16 characters")
+    if any(ord(c) < 0x20 or ord(c) > 0x7E or c == "\\" for c in stripped):
+        raise ValueError(f"AE title {value!r} may hold only printable ASCII without backslash")
+    return stripped
+
+
+class DatabaseSettings(Section):
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Default: SQLite file unitumour.db in the data directory.",
+    )
+    echo: bool = False
+    pool_size: int = Field(default=5, ge=1)
+
+
+class StoreSettings(Section):
+    root: Path | None = Field(default=None, description="Default: store/ in the data directory.")
+    min_free_percent: float = Field(
+        default=5.0,
+        ge=0,
+        lt=100,
+        description="Refuse new instances (status 0xA700) when free disk falls below this.",
+    )
+
+
+class BrokerSettings(Section):
+    url: str | None = Field(
+        default=None,
+        description=(
+            "Celery broker URL: redis://..., amqp://..., or the embedded durable default "
+            "sqla+sqlite:///DATA_DIR/broker.sqlite when unset."
+        ),
+    )
+
+
+class TLSSettings(Section):
+    enabled: bool = False
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    ca_file: Path | None = Field(
+        default=None, description="CA bundle that client certificates must chain to."
+    )
+    require_client_cert: bool = False
+
+
+class CallerRule(Section):
+    """One sender allowed to associate, and what applies to what it sends."""
+
+    ae_title: str
+    networks: list[str] = Field(
+        default_factory=list, description="Source addresses or CIDR networks; empty: any."
+    )
+    quiet_seconds: float | None = Field(default=None, gt=0)
+    destinations: list[str] = Field(
+        default_factory=list, description="Destination names that receive results for it."
+    )
+
+    _ae = field_validator("ae_title")(_check_ae_title)
+
+    @field_validator("networks")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            ipaddress.ip_network(net, strict=False)
+        return value
+
+
+class ListenerSettings(Section):
+    ae_title: str = "UNITUMOUR"
+    host: str = "127.0.0.1"
+    port: int = Field(default=11112, ge=0, le=65535)
+    accept_any_caller: bool = Field(
+        default=False,
+        description="Accept every calling AE title (embedded demo only; production lists callers).",
+    )
+    callers: list[CallerRule] = Field(default_factory=list)
+    extra_sop_classes: list[str] = Field(
+        default_factory=list,
+        description="Storage SOP Class UIDs accepted besides VL Whole Slide Microscopy Image.",
+    )
+    quiet_seconds: float = Field(default=30.0, gt=0)
+    max_associations: int = Field(default=16, ge=1)
+    max_pdu_bytes: int = Field(default=131072, ge=0)
+    max_instance_bytes: int = Field(default=8 * 1024**3, ge=1)
+    max_total_pixels: int = Field(
+        default=200_000 * 200_000, ge=1, description="Refuse levels larger than this."
+    )
+    network_timeout_s: float = Field(default=60.0, gt=0)
+    tls: TLSSettings = Field(default_factory=TLSSettings)
+
+    _ae = field_validator("ae_title")(_check_ae_title)
+
+
+class ModelSettings(Section):
+    path: Path | None = Field(
+        default=None,
+        description="Checkpoint (.safetensors with its .card.json beside it). Default: demo.",
+    )
+    device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
+    batch_size: int = Field(default=16, ge=1)
+    mixed_precision: bool = True
+    read_threads: int = Field(default=2, ge=1)
+
+
+class SegSettings(Section):
+    segmentation_type: Literal["BINARY", "FRACTIONAL"] = "BINARY"
+    compression: Literal["none", "rle", "jpeg2000lossless", "explicit-vr-deflated"] = "none"
+    manufacturer: str = "UniTumour DICOM"
+    series_description: str = "Tumour segmentation (AI, UniTumour DICOM)"
+    content_creator_name: str = "UniTumour^AI"
+    institution_name: str | None = None
+
+
+class DestinationSettings(Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    ae_title: str
+    host: str
+    port: int = Field(ge=1, le=65535)
+    tls: TLSSettings = Field(default_factory=TLSSettings)
+
+    _ae = field_validator("ae_title")(_check_ae_title)
+
+
+class DeliverySettings(Section):
+    destinations: list[DestinationSettings] = Field(default_factory=list)
+    always_to: list[str] = Field(
+        default_factory=list, description="Destination names every result goes to (archives)."
+    )
+    calling_ae_title: str = "UNITUMOUR"
+    initial_delay_s: float = Field(default=10.0, gt=0)
+    max_delay_s: float = Field(default=900.0, gt=0)
+    max_age_s: float = Field(default=24 * 3600.0, gt=0)
+    jitter: float = Field(default=0.2, ge=0, le=1)
+    timeout_s: float = Field(default=60.0, gt=0)
+
+    _ae = field_validator("calling_ae_title")(_check_ae_title)
+
+
+class WorkerSettings(Section):
+    lease_seconds: float = Field(default=300.0, gt=0)
+    heartbeat_seconds: float = Field(default=30.0, gt=0)
+    reconcile_seconds: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    delivery_concurrency: int = Field(default=4, ge=1)
+
+
+class WebSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs session cookies. Default: a random key kept in the data directory.",
+    )
+    secure_cookies: bool = Field(default=False, description="Set behind HTTPS in production.")
+    session_hours: float = Field(default=8.0, gt=0)
+    public_url: str | None = None
+
+
+class LoggingSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_format: bool = False

@@ -1,0 +1,48 @@
+"""States of the things the database tracks, stored as their string values."""
+
+from enum import StrEnum
+
+
+class AssociationState(StrEnum):
+    OPEN = "open"
+    RELEASED = "released"
+    ABORTED = "aborted"
+    REJECTED = "rejected"
+
+
+class InstanceState(StrEnum):
+    STORED = "stored"
+    QUARANTINED = "quarantined"
+    PURGED = "purged"
+
+
+class SlideState(StrEnum):
+    RECEIVING = "receiving"  # instances arriving, quiet timer running
+    SETTLED = "settled"  # quiet time passed, usable pyramid, job queued
+    UNPROCESSABLE = "unprocessable"  # settled but not a usable WSI; reason recorded
+    PURGED = "purged"  # instances removed by retention; results kept
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in {JobState.SUCCEEDED, JobState.FAILED, JobState.SUPERSEDED, JobState.CANCELLED}
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class UserRole(StrEnum):
+    VIEWER = "viewer"
+    ADMIN = "admin"

@@ -1,0 +1,304 @@
+"""SQLAlchemy models: the one source of truth for the state of every slide, job and delivery.
+
+Conventions: integer surrogate keys; DICOM UIDs as String(64); times timezone-aware UTC;
+states as short strings (see enums.py) so that adding a state needs no type migration.
+The schema changes only through Alembic (migrations/); a test proves the two agree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+from .enums import AssociationState, DeliveryState, InstanceState, JobState, SlideState, UserRole
+from .types import JSONType, UTCDateTime, utcnow
+
+UID = String(64)
+AE = String(16)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType}
+
+
+class Association(Base):
+    """One DICOM association, accepted or rejected: who called, from where, what came of it."""
+
+    __tablename__ = "associations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    calling_ae: Mapped[str] = mapped_column(String(64))
+    called_ae: Mapped[str] = mapped_column(String(64))
+    peer_host: Mapped[str] = mapped_column(String(64))
+    peer_port: Mapped[int | None] = mapped_column(Integer)
+    tls: Mapped[bool] = mapped_column(Boolean, default=False)
+    client_cert_subject: Mapped[str | None] = mapped_column(String(512))
+    state: Mapped[str] = mapped_column(String(16), default=AssociationState.OPEN)
+    reject_reason: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+    n_instances: Mapped[int] = mapped_column(Integer, default=0)
+    n_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    n_failures: Mapped[int] = mapped_column(Integer, default=0)
+
+    instances: Mapped[list[Instance]] = relationship(back_populates="association")
+
+
+class Slide(Base):
+    """One received series: a whole-slide image and what the pipeline made of it."""
+
+    __tablename__ = "slides"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(UID, index=True)
+    series_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
+    frame_of_reference_uid: Mapped[str | None] = mapped_column(UID)
+    patient_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    patient_name: Mapped[str | None] = mapped_column(String(324))
+    accession_number: Mapped[str | None] = mapped_column(String(64), index=True)
+    study_date: Mapped[str | None] = mapped_column(String(8), index=True)
+    container_identifier: Mapped[str | None] = mapped_column(String(64))
+    source_ae: Mapped[str | None] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(16), default=SlideState.RECEIVING, index=True)
+    state_reason: Mapped[str | None] = mapped_column(Text)
+    quiet_seconds: Mapped[float] = mapped_column(Float, default=30.0)
+    first_received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    settle_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    settled_at: Mapped[datetime | None]
+
+    instances: Mapped[list[Instance]] = relationship(back_populates="slide")
+    jobs: Mapped[list[Job]] = relationship(back_populates="slide", order_by="Job.id")
+
+
+class Instance(Base):
+    """One received SOP instance as stored: its bytes' digest and where they lie in the store.
+
+    The same SOP Instance UID with different bytes is kept as a new version, never overwritten.
+    """
+
+    __tablename__ = "instances"
+    __table_args__ = (UniqueConstraint("sop_instance_uid", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sop_instance_uid: Mapped[str] = mapped_column(UID, index=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    sop_class_uid: Mapped[str] = mapped_column(UID)
+    transfer_syntax_uid: Mapped[str] = mapped_column(UID)
+    study_instance_uid: Mapped[str] = mapped_column(UID)
+    series_instance_uid: Mapped[str] = mapped_column(UID, index=True)
+    image_type: Mapped[str | None] = mapped_column(String(128))
+    total_pixel_matrix_columns: Mapped[int | None] = mapped_column(BigInteger)
+    total_pixel_matrix_rows: Mapped[int | None] = mapped_column(BigInteger)
+    number_of_frames: Mapped[int | None] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    path: Mapped[str] = mapped_column(String(512), doc="Relative to the store root.")
+    state: Mapped[str] = mapped_column(String(16), default=InstanceState.STORED)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    association_id: Mapped[int | None] = mapped_column(ForeignKey("associations.id"), index=True)
+    slide_id: Mapped[int | None] = mapped_column(ForeignKey("slides.id"), index=True)
+
+    association: Mapped[Association | None] = relationship(back_populates="instances")
+    slide: Mapped[Slide | None] = relationship(back_populates="instances")
+
+
+class ModelVersion(Base):
+    """A deployed model, identified by the digest of its weights; its card is kept verbatim."""
+
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("name", "version", "weights_sha256"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(64))
+    weights_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    architecture: Mapped[str] = mapped_column(String(128))
+    card: Mapped[dict[str, Any]]
+    registered_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    """One run of the pipeline over one settled slide.
+
+    ``uuid`` seeds the UIDs of the SEG it makes, so a retried job writes the same UIDs.
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=lambda: str(uuid.uuid4()))
+    slide_id: Mapped[int] = mapped_column(ForeignKey("slides.id"), index=True)
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED, index=True)
+    reason: Mapped[str | None] = mapped_column(Text, doc="Why it was created or superseded.")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    heartbeat_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    dispatched_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    supersedes_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    code_version: Mapped[str | None] = mapped_column(String(64))
+    device: Mapped[str | None] = mapped_column(String(64))
+    settings: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    inputs: Mapped[dict[str, Any] | None] = mapped_column(
+        JSONType, doc="Instance UIDs, versions and sha256 digests the job read."
+    )
+    timings: Mapped[dict[str, Any] | None] = mapped_column(JSONType, doc="Seconds per stage.")
+
+    slide: Mapped[Slide] = relationship(back_populates="jobs")
+    model: Mapped[ModelVersion | None] = relationship()
+    result: Mapped[Result | None] = relationship(back_populates="job")
+
+
+class Result(Base):
+    """The DICOM Segmentation a job made, as stored, with the areas it measured."""
+
+    __tablename__ = "results"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), unique=True)
+    study_instance_uid: Mapped[str] = mapped_column(UID)
+    series_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
+    segmentation_type: Mapped[str] = mapped_column(String(16))
+    tumour_area_mm2: Mapped[float] = mapped_column(Float)
+    tissue_area_mm2: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="result")
+    instances: Mapped[list[ResultInstance]] = relationship(
+        back_populates="result", order_by="ResultInstance.id"
+    )
+    deliveries: Mapped[list[Delivery]] = relationship(back_populates="result")
+
+
+class ResultInstance(Base):
+    """One SEG instance of a result's pyramid."""
+
+    __tablename__ = "result_instances"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), index=True)
+    sop_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
+    sop_class_uid: Mapped[str] = mapped_column(UID)
+    source_sop_instance_uid: Mapped[str | None] = mapped_column(UID)
+    level: Mapped[int] = mapped_column(Integer, default=0)
+    rows: Mapped[int | None] = mapped_column(BigInteger)
+    columns: Mapped[int | None] = mapped_column(BigInteger)
+    path: Mapped[str] = mapped_column(String(512))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+
+    result: Mapped[Result] = relationship(back_populates="instances")
+
+
+class Delivery(Base):
+    """One result to one destination, retried with backoff until delivered or too old."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("result_id", "destination"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), index=True)
+    destination: Mapped[str] = mapped_column(String(64))
+    ae_title: Mapped[str] = mapped_column(AE)
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)
+    give_up_at: Mapped[datetime | None]
+    last_status: Mapped[int | None] = mapped_column(Integer, doc="Last DICOM status received.")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+
+    result: Mapped[Result] = relationship(back_populates="deliveries")
+    attempts_log: Mapped[list[DeliveryAttempt]] = relationship(
+        back_populates="delivery", order_by="DeliveryAttempt.id"
+    )
+
+
+class DeliveryAttempt(Base):
+    """One try of a delivery: when, and what the destination answered."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"), index=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    delivery: Mapped[Delivery] = relationship(back_populates="attempts_log")
+
+
+class AuditEvent(Base):
+    """Append-only log of everything that happened: rows are inserted, never changed."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_at", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    event: Mapped[str] = mapped_column(String(64), index=True, doc="Catalogued event code.")
+    actor: Mapped[str | None] = mapped_column(String(128), doc="Process, AE title or user.")
+    message: Mapped[str] = mapped_column(Text)
+    association_id: Mapped[int | None] = mapped_column(ForeignKey("associations.id"), index=True)
+    slide_id: Mapped[int | None] = mapped_column(ForeignKey("slides.id"), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), index=True)
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id"), index=True)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class User(Base):
+    """A local user of the audit web app."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default=UserRole.VIEWER)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+
+@event.listens_for(Session, "before_flush")
+def _audit_is_append_only(session: Session, flush_context: Any, instances: Any) -> None:
+    for obj in list(session.dirty) + list(session.deleted):
+        if isinstance(obj, AuditEvent):
+            raise PermissionError("audit_events is append-only: rows cannot change or go")

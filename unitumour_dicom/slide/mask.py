@@ -1,0 +1,59 @@
+"""A raster over a slide's whole image area at a stated pixel size: the contract between the
+model side (which makes masks at the model's resolution) and the SEG writer (which resamples
+them onto every pyramid level of the source).
+
+Geometry: pixel (r, c) of the array covers the physical square whose top-left corner lies at
+(c * mpp, r * mpp) micrometres from the top-left corner of the slide's total pixel matrix at
+the base level. Both axes share one pixel size. The array may extend past the slide's edge by
+less than one pixel; nothing outside the slide is meaningful.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SlideMask:
+    """A boolean mask (or float probabilities in [0, 1]) on a slide, with its pixel size."""
+
+    array: np.ndarray
+    mpp: float  # micrometres per pixel, both axes
+
+    def __post_init__(self) -> None:
+        if self.array.ndim != 2:
+            raise ValueError(f"a slide mask is 2-D, not {self.array.ndim}-D")
+        if not self.mpp > 0:
+            raise ValueError(f"mpp must be positive, not {self.mpp}")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.array.shape  # type: ignore[return-value]
+
+    @property
+    def pixel_area_mm2(self) -> float:
+        return (self.mpp / 1000.0) ** 2
+
+    def area_mm2(self) -> float:
+        """Area of the mask (sum of probabilities for a float map) in square millimetres."""
+        return float(self.array.sum(dtype=np.float64)) * self.pixel_area_mm2
+
+    def sample(self, rows: np.ndarray, cols: np.ndarray, target_mpp: float) -> np.ndarray:
+        """Nearest-neighbour values at the centres of target pixels (rows, cols) of size
+        ``target_mpp``; pixels outside the array read as 0. ``rows`` and ``cols`` broadcast."""
+        r = np.floor((np.asarray(rows) + 0.5) * target_mpp / self.mpp).astype(np.int64)
+        c = np.floor((np.asarray(cols) + 0.5) * target_mpp / self.mpp).astype(np.int64)
+        r, c = np.broadcast_arrays(r, c)
+        inside = (r >= 0) & (r < self.shape[0]) & (c >= 0) & (c < self.shape[1])
+        out = np.zeros(r.shape, dtype=self.array.dtype)
+        out[inside] = self.array[r[inside], c[inside]]
+        return out
+
+    def region(self, top: int, left: int, height: int, width: int, target_mpp: float) -> np.ndarray:
+        """The mask resampled onto a (height, width) window of a grid of pixel size
+        ``target_mpp`` whose pixel (0, 0) is the slide's top-left corner."""
+        rows = np.arange(top, top + height)[:, None]
+        cols = np.arange(left, left + width)[None, :]
+        return self.sample(rows, cols, target_mpp)
