@@ -13,7 +13,6 @@ from .common import setup_logging, state
 from .config_cmd import config_app
 from .db_cmd import db_app
 
-
 app = typer.Typer(
     name="unitumour",
     help="UniTumour DICOM: tumour segmentation of whole-slide images, behind DICOM.",
@@ -22,7 +21,6 @@ app = typer.Typer(
 )
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
-
 
 
 def _version(value: bool) -> None:

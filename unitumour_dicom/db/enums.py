@@ -33,7 +33,12 @@ class JobState(StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self in {JobState.SUCCEEDED, JobState.FAILED, JobState.SUPERSEDED, JobState.CANCELLED}
+        return self in {
+            JobState.SUCCEEDED,
+            JobState.FAILED,
+            JobState.SUPERSEDED,
+            JobState.CANCELLED,
+        }
 
 
 class DeliveryState(StrEnum):
@@ -46,3 +51,8 @@ class DeliveryState(StrEnum):
 class UserRole(StrEnum):
     VIEWER = "viewer"
     ADMIN = "admin"
+
+
+_FINISHED_JOB_STATES = frozenset(
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.SUPERSEDED, JobState.CANCELLED}
+)

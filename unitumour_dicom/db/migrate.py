@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import unitumour_migrations
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-
-import unitumour_migrations
 
 from .session import get_engine
 

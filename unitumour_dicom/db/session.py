@@ -25,9 +25,7 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.close()
 
 
-def make_engine(
-    url: str, *, echo: bool = False, pool_size: int = 5, pooled: bool = True
-) -> Engine:
+def make_engine(url: str, *, echo: bool = False, pool_size: int = 5, pooled: bool = True) -> Engine:
     """A new engine for ``url``, with the per-dialect settings that our rules need.
 
     ``pooled=False`` is for one-shot work (migrations, forked children) that must leave no

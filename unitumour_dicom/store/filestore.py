@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -152,7 +153,10 @@ class FileStore:
             for chunk in chunks:
                 digest.update(chunk)
                 fh.write(chunk)
-        return self.put_file(tmp, relpath, sha256=digest.hexdigest())
+        try:
+            return self.put_file(tmp, relpath, sha256=digest.hexdigest())
+        finally:
+            tmp.unlink(missing_ok=True)  # gone already unless put_file refused it
 
     @contextmanager
     def spool_writer(self) -> Iterator[tuple[Path, BinaryIO]]:
@@ -170,7 +174,7 @@ class FileStore:
 
     def quarantine(self, source: Path, reason_tag: str) -> str:
         """Keep a file we will not admit, for a human to look at; returns its relative path."""
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in reason_tag)[:40]
+        safe = re.sub(r"[^A-Za-z0-9_-]", "_", reason_tag)[:40]
         relpath = f"quarantine/{uuid.uuid4().hex}-{safe}.dcm"
         self.put_file(source, relpath)
         return relpath
