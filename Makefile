@@ -1,0 +1,46 @@
+# The two commands a fresh machine needs (README.md): `make demo` and `make test`.
+# Both make (or reuse) the virtual environment at .venv with the `unitumour` command in it.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# CPU build of PyTorch; an unpinned torch would pull a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: all venv system-deps viewer demo test lint format bench clean-venv
+
+all: test
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# DICOM peers and validator, browser: Debian packages. Installs only what is missing.
+system-deps:
+	@bash scripts/system-deps.sh
+
+demo: system-deps venv
+	$(BIN)/unitumour demo
+
+test: system-deps venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the service and its tests use, when they are missing:
+# DCMTK (storescu/storescp as real DICOM peers), dicom3tools (dciodvfy, the validator),
+# Chromium (browser tests) and npm (fetches the viewer bundle). Needs root or sudo.
+set -euo pipefail
+
+need=()
+command -v storescu >/dev/null || need+=(dcmtk)
+command -v dciodvfy >/dev/null || need+=(dicom3tools)
+command -v chromium >/dev/null || need+=(chromium)
+command -v npm >/dev/null || need+=(npm)
+if [ ${#need[@]} -eq 0 ]; then
+    exit 0
+fi
+echo "installing Debian packages: ${need[*]}"
+sudo=""
+if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${need[@]}"
