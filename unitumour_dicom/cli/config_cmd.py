@@ -1,4 +1,4 @@
-"""``unitumour config show``: the effective settings, secrets masked."""
+"""``unitumour config show``: the effective settings, secrets masked; ``config reference``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import typer
 
 from ..config import masked_settings
+from ..config.reference import render_markdown
 from ..errors import UniTumourError
 from .common import fail, state
 
@@ -39,3 +40,13 @@ def _print_toml(data: dict, prefix: str = "") -> None:  # type: ignore[type-arg]
         typer.echo("")
     for key, value in tables.items():
         _print_toml(value, f"{prefix}.{key}" if prefix else key)
+
+
+@config_app.command("reference")
+def reference() -> None:
+    """Print the configuration reference (Markdown) generated from the settings model.
+
+    Reads no settings: the page documents every key, not this machine's values.
+    Regenerate the docs with: unitumour config reference > docs/configuration.md
+    """
+    typer.echo(render_markdown(), nl=False)
