@@ -182,3 +182,18 @@ class WebSettings(Section):
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = False
+
+
+class RetentionSettings(Section):
+    """Retention of received slides: ``unitumour retention purge`` removes their instance files
+    once processed and delivered, and keeps results (SEGs) and every provenance row."""
+
+    purge_after_days: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Default age, in days since a slide's last instance arrived, after which "
+            "`unitumour retention purge` removes its received files. Unset: nothing is "
+            "purged unless --older-than is given."
+        ),
+    )

@@ -27,6 +27,7 @@ from .sections import (
     ListenerSettings,
     LoggingSettings,
     ModelSettings,
+    RetentionSettings,
     SegSettings,
     StoreSettings,
     WebSettings,
@@ -61,6 +62,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     @classmethod
     def settings_customise_sources(
