@@ -10,7 +10,7 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -127,11 +127,38 @@ class ModelSettings(Section):
 
 class SegSettings(Section):
     segmentation_type: Literal["BINARY", "FRACTIONAL"] = "BINARY"
-    compression: Literal["none", "rle", "jpeg2000lossless", "explicit-vr-deflated"] = "none"
+    compression: Literal[
+        "none", "rle", "jpeg2000lossless", "jpegls-lossless", "explicit-vr-deflated"
+    ] = Field(
+        default="none",
+        description=(
+            "Transfer syntax of the SEG: none (Explicit VR Little Endian, read by every viewer), "
+            "explicit-vr-deflated, jpeg2000lossless; rle and jpegls-lossless for FRACTIONAL only."
+        ),
+    )
+    fractional_type: Literal["PROBABILITY", "OCCUPANCY"] = "PROBABILITY"
     manufacturer: str = "UniTumour DICOM"
-    series_description: str = "Tumour segmentation (AI, UniTumour DICOM)"
+    manufacturer_model_name: str = "UniTumour DICOM SEG writer"
+    device_serial_number: str | None = Field(
+        default=None, description="Default: this host's name (the installation that made it)."
+    )
+    series_number: int = Field(default=900, ge=0, le=2**31 - 1)
+    series_description: str = Field(
+        default="Tumour segmentation, {model_name} {model_version} (AI)",
+        description="{model_name} and {model_version} are filled in; cut to 64 characters.",
+    )
     content_creator_name: str = "UniTumour^AI"
+    segment_label: str = Field(default="Tumour", min_length=1, max_length=64)
     institution_name: str | None = None
+
+    @model_validator(mode="after")
+    def _compression_carries_type(self) -> SegSettings:
+        if self.segmentation_type == "BINARY" and self.compression in ("rle", "jpegls-lossless"):
+            raise ValueError(
+                f"compression {self.compression!r} cannot carry BINARY (1-bit) pixels; use "
+                "none, explicit-vr-deflated or jpeg2000lossless, or segmentation_type FRACTIONAL"
+            )
+        return self
 
 
 class DestinationSettings(Section):
