@@ -54,6 +54,24 @@ class BrokerSettings(Section):
             "sqla+sqlite:///DATA_DIR/broker.sqlite when unset."
         ),
     )
+    visibility_timeout_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description=(
+            "Redis and the embedded broker: a message taken by a worker that died without "
+            "acknowledging it is delivered again after this long (RabbitMQ does so as soon as "
+            "the worker's connection drops). Job leases recover the job sooner; this only "
+            "bounds how long a lost message lingers."
+        ),
+    )
+    polling_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Embedded broker: how often an idle worker looks for new messages.",
+    )
+    connect_timeout_s: float = Field(
+        default=10.0, gt=0, description="Timeout of one attempt to reach the broker."
+    )
 
 
 class TLSSettings(Section):
@@ -187,11 +205,58 @@ class DeliverySettings(Section):
 
 
 class WorkerSettings(Section):
-    lease_seconds: float = Field(default=300.0, gt=0)
+    lease_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "A running job's lease; its worker renews it every heartbeat. A job whose lease "
+            "ran out (its worker died) is taken back by the reconcile."
+        ),
+    )
     heartbeat_seconds: float = Field(default=30.0, gt=0)
-    reconcile_seconds: float = Field(default=60.0, gt=0)
-    max_attempts: int = Field(default=3, ge=1)
-    delivery_concurrency: int = Field(default=4, ge=1)
+    reconcile_seconds: float = Field(
+        default=60.0, gt=0, description="How often each worker runs the reconcile."
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, description="Attempts of one job before it ends failed."
+    )
+    retry_delay_s: float = Field(
+        default=30.0, ge=0, description="Wait before a failed attempt's job runs again."
+    )
+    redispatch_s: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "A queued job whose message was sent this long ago and is in no queue any more "
+            "(the message was lost) is sent again."
+        ),
+    )
+    verify_inputs: bool = Field(
+        default=True,
+        description=(
+            "Check each input instance against its recorded sha256 before the job reads it "
+            "(one extra read of the slide), so the digests in the provenance are proven."
+        ),
+    )
+    segmentation_processes: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Segmentation worker processes on this host; default one per visible GPU "
+            "(CUDA_VISIBLE_DEVICES set for each), or one on a host without a GPU."
+        ),
+    )
+    delivery_concurrency: int = Field(
+        default=4, ge=1, description="Deliveries sent at once by one host's delivery worker."
+    )
+    shutdown_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "On SIGTERM a worker finishes its running job; after this long it stops anyway and "
+            "the job goes back to the queue."
+        ),
+    )
 
 
 class WebSettings(Section):
