@@ -128,6 +128,25 @@ class ListenerSettings(Section):
     )
     network_timeout_s: float = Field(default=60.0, gt=0)
     tls: TLSSettings = Field(default_factory=TLSSettings)
+    max_frames: int = Field(
+        default=2_000_000, ge=1, description="Refuse instances with more frames than this."
+    )
+    max_frame_pixels: int = Field(
+        default=8192 * 8192,
+        ge=1,
+        description="Refuse frames (tiles) of more pixels than this (Rows x Columns).",
+    )
+    acse_timeout_s: float = Field(
+        default=30.0, gt=0, description="Wait for an association request or release this long."
+    )
+    settle_interval_s: float = Field(
+        default=1.0, gt=0, description="How often the listener looks for slides to settle."
+    )
+    shutdown_grace_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="On shutdown, let associations in flight finish for this long, then abort.",
+    )
 
     _ae = field_validator("ae_title")(_check_ae_title)
 
