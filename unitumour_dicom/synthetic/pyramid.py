@@ -1,0 +1,132 @@
+"""Render the base level band by band and build every lower level from it as it goes.
+
+The base level is rendered one row of tiles at a time. Each finished band of a level is cut
+into frames for that level's writer and box-filtered 2x into the next level's band, so the
+whole pyramid is made in one pass over the base, holding at most about two rows of tiles per
+level: memory grows with the slide's width, never with its area.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from .render import GLASS_OD, pixel_centres_um, render_region
+from .scene import Scene
+from .spec import PhantomSpec
+
+logger = logging.getLogger(__name__)
+
+#: RGB of bare glass, used to pad frames at the right and bottom edges of a level.
+BACKGROUND_RGB = np.rint(255.0 * 10.0 ** (-GLASS_OD)).astype(np.uint8)
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class FrameSink(Protocol):
+    def write_frame(self, tile: np.ndarray) -> None: ...
+
+
+def downsample_2x(band: np.ndarray) -> np.ndarray:
+    """2 x 2 box filter; an odd last row or column is averaged with a copy of itself."""
+    rows, cols = band.shape[:2]
+    if rows & 1 or cols & 1:
+        band = np.pad(band, ((0, rows & 1), (0, cols & 1), (0, 0)), mode="edge")
+    acc = band[0::2, 0::2].astype(np.uint16)
+    acc += band[1::2, 0::2]
+    acc += band[0::2, 1::2]
+    acc += band[1::2, 1::2]
+    acc += 2
+    return (acc >> 2).astype(np.uint8)
+
+
+class _Level:
+    """Rows of one level waiting to fill a row of frames."""
+
+    def __init__(self, index: int, width: int, height: int, tile: int, sink: FrameSink) -> None:
+        self.index = index
+        self.width = width
+        self.height = height
+        self.tile = tile
+        self.sink = sink
+        self.pending: list[np.ndarray] = []
+        self.pending_rows = 0
+        self.rows_done = 0
+
+    def ready(self) -> bool:
+        if self.pending_rows >= self.tile:
+            return True
+        return self.pending_rows > 0 and self.rows_done + self.pending_rows >= self.height
+
+    def take_band(self) -> np.ndarray:
+        band = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending)
+        take = min(self.tile, band.shape[0])
+        rest = band[take:]
+        self.pending = [rest] if rest.shape[0] else []
+        self.pending_rows = rest.shape[0]
+        self.rows_done += take
+        return band[:take]
+
+    def emit(self, band: np.ndarray) -> None:
+        tile = self.tile
+        for x in range(0, self.width, tile):
+            piece = band[:, x : x + tile]
+            if piece.shape[0] == tile and piece.shape[1] == tile:
+                frame = np.ascontiguousarray(piece)
+            else:
+                frame = np.empty((tile, tile, 3), dtype=np.uint8)
+                frame[:] = BACKGROUND_RGB
+                frame[: piece.shape[0], : piece.shape[1]] = piece
+            self.sink.write_frame(frame)
+
+
+def write_pyramid(
+    spec: PhantomSpec,
+    scene: Scene,
+    sinks: Sequence[FrameSink],
+    progress: ProgressCallback | None = None,
+) -> None:
+    """Render the phantom and send every level's frames, row-major, to ``sinks[level]``."""
+    if len(sinks) != spec.levels:
+        raise ValueError(f"{spec.levels} levels need {spec.levels} sinks, not {len(sinks)}")
+    tile = spec.tile_size
+    levels = [_Level(k, w, h, tile, sinks[k]) for k, (w, h) in enumerate(spec.level_sizes)]
+    width, height = spec.width, spec.height
+    tiles_across, tiles_down = math.ceil(width / tile), math.ceil(height / tile)
+    total, done = tiles_across * tiles_down, 0
+    for ty in range(tiles_down):
+        y0 = ty * tile
+        rows = min(tile, height - y0)
+        y_um = pixel_centres_um(y0, rows, spec.mpp)
+        band = np.empty((rows, width, 3), dtype=np.uint8)
+        for tx in range(tiles_across):
+            x0 = tx * tile
+            cols = min(tile, width - x0)
+            rng = np.random.default_rng([spec.seed, 0, ty, tx])
+            band[:, x0 : x0 + cols] = render_region(
+                scene, pixel_centres_um(x0, cols, spec.mpp), y_um, spec.mpp, spec.seed, rng
+            )
+            done += 1
+        _feed(levels, 0, band)
+        if progress is not None:
+            progress(done, total)
+    for level in levels:
+        if level.pending_rows or level.rows_done != level.height:
+            raise RuntimeError(
+                f"level {level.index}: {level.rows_done} of {level.height} rows written"
+            )
+
+
+def _feed(levels: list[_Level], index: int, rows: np.ndarray) -> None:
+    level = levels[index]
+    level.pending.append(rows)
+    level.pending_rows += rows.shape[0]
+    while level.ready():
+        band = level.take_band()
+        level.emit(band)
+        if index + 1 < len(levels):
+            _feed(levels, index + 1, downsample_2x(band))
