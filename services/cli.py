@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from unitumour_dicom.cli import app
 
+from .listener import listener_command
+
+app.command("listener")(listener_command)
+
 
 def main(args: list[str] | None = None) -> None:
     app(args=args, prog_name="unitumour")

@@ -1,0 +1,351 @@
+"""Admission: a validated, fully received file becomes a stored instance with its row.
+
+Order of events, so that no instance is acknowledged before it is durable and none is half
+admitted: (1) the digest is compared with earlier versions of the same SOP Instance UID (same
+bytes: a duplicate, nothing new is kept); (2) the spool file is fsynced and linked into the
+store under a new version; (3) the instance row, the slide's timer and the audit row commit in
+one transaction; only then does the caller answer success. A failure after (2) removes the
+file again; a crash between (2) and (3) leaves a complete, validated file without a row, which
+the start-up reconcile admits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError as SQLIntegrityError
+
+from ..db import Association, Instance, InstanceState, record_event
+from ..db.types import utcnow
+from ..errors import StoreError
+from ..runtime import Runtime
+from .events import IngestEvent
+from .series import record_arrival, touch_receiving_slide
+from .validate import InstanceSummary
+
+log = logging.getLogger(__name__)
+
+ACTOR = "listener"
+_DB_ATTEMPTS = 3
+_VERBS = {
+    IngestEvent.INSTANCE_VERSION: "stored as a new version (different bytes)",
+    IngestEvent.INSTANCE_RECOVERED: (
+        "recovered at start-up (complete and valid in the store, its row was never committed)"
+    ),
+}
+_VERSION_ATTEMPTS = 20
+
+
+class AdmissionOutcome(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    VERSION = "version"
+
+
+@dataclass(frozen=True)
+class ReceivedFile:
+    """A complete received file in the spool, with the digest computed while it arrived."""
+
+    path: Path
+    sha256: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who sent an instance, and the quiet time that applies to its slides."""
+
+    association_id: int | None
+    ae_title: str | None
+    quiet_seconds: float
+
+
+@dataclass(frozen=True)
+class Admission:
+    outcome: AdmissionOutcome
+    instance_id: int
+    version: int
+    slide_id: int | None
+    path: str
+
+
+class _KeyedLocks:
+    """One lock per key (SOP Instance UID), created on demand and dropped when unused."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._users: dict[str, int] = defaultdict(int)
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+            self._users[key] += 1
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                self._users[key] -= 1
+                if self._users[key] == 0:
+                    del self._users[key]
+                    del self._locks[key]
+
+
+class Admitter:
+    """Admits received instances into one runtime's store and database.
+
+    Admissions of the same SOP Instance UID are serialised in this process (one listener per
+    store is enforced by the spool lock), so two copies arriving at once cannot both become
+    versions, or both miss that the other is a duplicate.
+    """
+
+    def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.runtime = runtime
+        self.store = runtime.store
+        self.clock = clock
+        self._locks = _KeyedLocks()
+
+    def admit(self, received: ReceivedFile, summary: InstanceSummary, sender: Sender) -> Admission:
+        with self._locks.hold(summary.sop_instance_uid):
+            duplicate, version = self._existing(received, summary)
+            if duplicate is not None:
+                return self._duplicate(received, summary, sender, duplicate)
+            relpath, version = self._place(received, summary, version)
+            try:
+                return self._record(received, summary, sender, version, relpath)
+            except BaseException:
+                try:
+                    self.store.remove(relpath)
+                except OSError:
+                    log.exception("could not remove %s after a failed admission", relpath)
+                raise
+
+    # -- steps ---------------------------------------------------------------------------
+    def _existing(
+        self, received: ReceivedFile, summary: InstanceSummary
+    ) -> tuple[Instance | None, int]:
+        with self.runtime.session() as session:
+            rows = session.scalars(
+                select(Instance)
+                .where(Instance.sop_instance_uid == summary.sop_instance_uid)
+                .order_by(Instance.version)
+            ).all()
+        for row in rows:
+            if row.sha256 == received.sha256 and row.state == InstanceState.STORED:
+                return row, row.version
+        return None, (rows[-1].version + 1 if rows else 1)
+
+    def _place(
+        self, received: ReceivedFile, summary: InstanceSummary, version: int
+    ) -> tuple[str, int]:
+        """Move the spool file into the store; a leftover at that version moves us past it."""
+        for candidate in range(version, version + _VERSION_ATTEMPTS):
+            relpath = self.store.instance_relpath(
+                summary.study_instance_uid,
+                summary.series_instance_uid,
+                summary.sop_instance_uid,
+                candidate,
+            )
+            if self.store.exists(relpath):
+                log.warning("%s exists without a row (reconcile will look at it)", relpath)
+                continue
+            try:
+                self.store.put_file(received.path, relpath, sha256=received.sha256)
+            except StoreError:
+                if self.store.exists(relpath):
+                    continue
+                raise
+            return relpath, candidate
+        raise StoreError(f"no free version for {summary.sop_instance_uid} after {version}")
+
+    def adopt(
+        self, relpath: str, version: int, summary: InstanceSummary, received: ReceivedFile
+    ) -> Admission:
+        """Record a complete file already in the store without its row (crash recovery)."""
+        sender = Sender(None, None, self.runtime.settings.listener.quiet_seconds)
+        with self._locks.hold(summary.sop_instance_uid):
+            return self._record(
+                received, summary, sender, version, relpath, event=IngestEvent.INSTANCE_RECOVERED
+            )
+
+    def _record(
+        self,
+        received: ReceivedFile,
+        summary: InstanceSummary,
+        sender: Sender,
+        version: int,
+        relpath: str,
+        *,
+        event: IngestEvent | None = None,
+    ) -> Admission:
+        for attempt in range(1, _DB_ATTEMPTS + 1):
+            try:
+                with self.runtime.session() as session:
+                    now = self.clock()
+                    slide_id = None
+                    if summary.is_wsi:
+                        arrival = record_arrival(
+                            session=session,
+                            summary=summary,
+                            source_ae=sender.ae_title,
+                            quiet_seconds=sender.quiet_seconds,
+                            now=now,
+                            association_id=sender.association_id,
+                        )
+                        slide_id = arrival.slide_id
+                    row = Instance(
+                        sop_instance_uid=summary.sop_instance_uid,
+                        version=version,
+                        sop_class_uid=summary.sop_class_uid,
+                        transfer_syntax_uid=summary.transfer_syntax_uid,
+                        study_instance_uid=summary.study_instance_uid,
+                        series_instance_uid=summary.series_instance_uid,
+                        image_type=summary.image_type,
+                        total_pixel_matrix_columns=summary.total_pixel_matrix_columns,
+                        total_pixel_matrix_rows=summary.total_pixel_matrix_rows,
+                        number_of_frames=summary.number_of_frames,
+                        sha256=received.sha256,
+                        size_bytes=received.size_bytes,
+                        path=relpath,
+                        state=InstanceState.STORED,
+                        received_at=now,
+                        association_id=sender.association_id,
+                        slide_id=slide_id,
+                    )
+                    session.add(row)
+                    session.flush()
+                    outcome = AdmissionOutcome.VERSION if version > 1 else AdmissionOutcome.STORED
+                    note = "" if summary.is_wsi else " (not a WSI: stored, not processed)"
+                    if event is None:
+                        event = (
+                            IngestEvent.INSTANCE_VERSION
+                            if outcome is AdmissionOutcome.VERSION
+                            else IngestEvent.INSTANCE_STORED
+                        )
+                    record_event(
+                        session=session,
+                        event=event,
+                        message=(
+                            f"{summary.sop_instance_uid} v{version} "
+                            f"{_VERBS.get(event, 'stored')}, {received.size_bytes} bytes{note}"
+                        ),
+                        actor=sender.ae_title or ACTOR,
+                        association_id=sender.association_id,
+                        slide_id=slide_id,
+                        details={
+                            "sop_instance_uid": summary.sop_instance_uid,
+                            "sop_class_uid": summary.sop_class_uid,
+                            "version": version,
+                            "sha256": received.sha256,
+                            "size_bytes": received.size_bytes,
+                            "transfer_syntax_uid": summary.transfer_syntax_uid,
+                            "image_type": summary.image_type,
+                        },
+                    )
+                    _count(session, sender.association_id, received.size_bytes)
+                    return Admission(outcome, row.id, version, slide_id, relpath)
+            except SQLIntegrityError:
+                if attempt == _DB_ATTEMPTS:
+                    raise
+                log.info("retrying the admission of %s (concurrent slide creation)", relpath)
+        raise AssertionError("unreachable")
+
+    def _duplicate(
+        self, received: ReceivedFile, summary: InstanceSummary, sender: Sender, existing: Instance
+    ) -> Admission:
+        with self.runtime.session() as session:
+            slide_id = None
+            if summary.is_wsi:
+                slide_id = touch_receiving_slide(
+                    session=session,
+                    series_instance_uid=summary.series_instance_uid,
+                    quiet_seconds=sender.quiet_seconds,
+                    now=self.clock(),
+                )
+            record_event(
+                session=session,
+                event=IngestEvent.INSTANCE_DUPLICATE,
+                message=(
+                    f"{summary.sop_instance_uid} received again with the same bytes as "
+                    f"v{existing.version}; nothing new kept"
+                ),
+                actor=sender.ae_title or ACTOR,
+                association_id=sender.association_id,
+                slide_id=slide_id,
+                details={
+                    "sop_instance_uid": summary.sop_instance_uid,
+                    "version": existing.version,
+                    "sha256": received.sha256,
+                },
+            )
+            _count(session, sender.association_id, received.size_bytes)
+        received.path.unlink(missing_ok=True)
+        return Admission(
+            AdmissionOutcome.DUPLICATE, existing.id, existing.version, slide_id, existing.path
+        )
+
+
+def _count(session: object, association_id: int | None, size_bytes: int) -> None:
+    if association_id is None:
+        return
+    session.execute(  # type: ignore[attr-defined]
+        update(Association)
+        .where(Association.id == association_id)
+        .values(
+            n_instances=Association.n_instances + 1,
+            n_bytes=Association.n_bytes + size_bytes,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def record_refusal(
+    runtime: Runtime,
+    *,
+    association_id: int | None,
+    actor: str | None,
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    status: int,
+    reason: str,
+    event: IngestEvent = IngestEvent.INSTANCE_REFUSED,
+) -> None:
+    """Audit a refused or incomplete instance; if the database is down, log it instead."""
+    shown_uid = str(sop_instance_uid)[:80]
+    try:
+        with runtime.session() as session:
+            record_event(
+                session=session,
+                event=event,
+                message=f"{shown_uid}: {reason} (status 0x{status:04X})",
+                actor=actor or ACTOR,
+                association_id=association_id,
+                details={
+                    "sop_instance_uid": shown_uid,
+                    "sop_class_uid": str(sop_class_uid)[:80],
+                    "status": status,
+                    "reason": reason,
+                },
+            )
+            if association_id is not None:
+                session.execute(
+                    update(Association)
+                    .where(Association.id == association_id)
+                    .values(n_failures=Association.n_failures + 1)
+                    .execution_options(synchronize_session=False)
+                )
+    except Exception:
+        log.exception(
+            "could not audit %s of %s (status 0x%04X: %s)", event, shown_uid, status, reason
+        )
