@@ -12,6 +12,7 @@ from .. import __version__
 from .common import setup_logging, state
 from .config_cmd import config_app
 from .db_cmd import db_app
+from .retention_cmd import retention_app
 from .synth_cmd import synth
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app = typer.Typer(
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.command("synth")(synth)
+app.add_typer(retention_app, name="retention")
 
 
 def _version(value: bool) -> None:
