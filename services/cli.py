@@ -8,8 +8,10 @@ from __future__ import annotations
 from unitumour_dicom.cli import app
 
 from .listener import listener_command
+from .web.command import web_app
 
 app.command("listener")(listener_command)
+app.add_typer(web_app, name="web")
 
 
 def main(args: list[str] | None = None) -> None:

@@ -14,6 +14,7 @@ from .config_cmd import config_app
 from .db_cmd import db_app
 from .retention_cmd import retention_app
 from .synth_cmd import synth
+from .users_cmd import users_app
 
 app = typer.Typer(
     name="unitumour",
@@ -24,6 +25,7 @@ app = typer.Typer(
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.command("synth")(synth)
+app.add_typer(users_app, name="users")
 app.add_typer(retention_app, name="retention")
 
 

@@ -287,7 +287,32 @@ class WebSettings(Section):
     )
     secure_cookies: bool = Field(default=False, description="Set behind HTTPS in production.")
     session_hours: float = Field(default=8.0, gt=0)
-    public_url: str | None = None
+    public_url: str | None = Field(
+        default=None,
+        description=(
+            "External base URL (https://host/prefix) written into DICOMweb links; "
+            "default: taken from each request."
+        ),
+    )
+    viewer_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Folder holding dicom-microscopy-viewer (from 'unitumour web fetch-viewer'). "
+            "Default: viewer/ in the data directory."
+        ),
+    )
+    max_failed_logins: int = Field(
+        default=5, ge=1, description="Failed log-ins for one user name before a lock-out."
+    )
+    lockout_minutes: float = Field(
+        default=15.0, gt=0, description="How long those failures count, and the lock-out lasts."
+    )
+    thumbnail_pixels: int = Field(
+        default=1024, ge=64, le=4096, description="Longest side of the overlay picture."
+    )
+    readiness_timeout_s: float = Field(
+        default=3.0, gt=0, description="Time each /readyz check (database, broker) may take."
+    )
 
 
 class LoggingSettings(Section):

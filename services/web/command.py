@@ -1,0 +1,84 @@
+"""``unitumour web``: serve the audit web app; ``unitumour web fetch-viewer``: install the
+viewer's browser files (npm) where the app serves them from."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from unitumour_dicom.cli.common import fail, run_guarded, state
+from unitumour_dicom.config import masked_settings
+from unitumour_dicom.db import migrate
+
+from .viewer_assets import VIEWER, ViewerAssetsError, fetch_viewer
+
+log = logging.getLogger(__name__)
+
+web_app = typer.Typer(
+    help="The audit web app: cases, pictures, viewer, API, DICOMweb, health, metrics.",
+    invoke_without_command=True,
+)
+
+
+@web_app.callback()
+def web(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Listen address (default: web.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: web.port).")] = None,
+) -> None:
+    """Serve the web app (until Ctrl-C / SIGTERM)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import uvicorn
+
+    from .app import create_app, default_viewer_dir
+
+    settings = run_guarded(state.settings)
+    web_settings = settings.web
+    url = settings.database_url
+    if url.startswith("sqlite:///"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not migrate.is_current(url):
+        fail(
+            f"the database is at revision {migrate.current_revision(url) or 'base'}, not "
+            f"{migrate.head_revision(url)}: run 'unitumour db upgrade' first"
+        )
+    log.info("web settings: %s", masked_settings(settings)["web"])
+    app = create_app(settings)
+    viewer = app.state.ctx.viewer
+    if viewer.missing:
+        log.warning(
+            "dicom-microscopy-viewer is not installed at %s (run 'unitumour web fetch-viewer'); "
+            "the viewer page will say so",
+            default_viewer_dir(settings),
+        )
+    uvicorn.run(
+        app,
+        host=host or web_settings.host,
+        port=web_settings.port if port is None else port,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@web_app.command("fetch-viewer")
+def fetch_viewer_command(
+    dest: Annotated[
+        Path | None,
+        typer.Argument(help="Install folder (default: web.viewer_dir, else DATA_DIR/viewer)."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Fetch again even if installed.")] = False,
+) -> None:
+    """Fetch dicom-microscopy-viewer (pinned version and digest) with npm."""
+    from .app import default_viewer_dir
+
+    target = dest or default_viewer_dir(run_guarded(state.settings))
+    try:
+        assets = fetch_viewer(target, force=force)
+    except ViewerAssetsError as exc:
+        fail(str(exc))
+    typer.echo(f"dicom-microscopy-viewer {VIEWER.version} ready at {assets.root}")

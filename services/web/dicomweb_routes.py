@@ -1,0 +1,283 @@
+"""The read-only DICOMweb endpoint at /dicomweb (QIDO-RS and WADO-RS), behind the login:
+the HTTP face of unitumour_dicom.dicomweb, which does the work."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Request, Response
+from fastapi.responses import StreamingResponse
+
+from unitumour_dicom.dicomweb import WebResponse
+
+from . import schemas
+from .deps import ApiUser, Ctx, Db
+
+router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
+
+UIDPath = Annotated[
+    str, Path(min_length=3, max_length=64, pattern=r"^[0-9]+(\.[0-9]+)+$", description="A UID.")
+]
+Accept = Annotated[str | None, Header(description="Media types, as PS3.18 8.7 negotiates.")]
+
+_JSON = {"application/dicom+json": {"schema": {"type": "array", "items": {"type": "object"}}}}
+_MULTIPART = {'multipart/related; type="application/dicom"': {}}
+_FRAMES = {'multipart/related; type="application/octet-stream"': {}}
+_COMMON = {
+    401: {"model": schemas.ErrorOut, "description": "Not logged in."},
+    400: {"model": schemas.ErrorOut, "description": "Malformed UID, query or frame list."},
+    404: {"model": schemas.ErrorOut, "description": "No such study, series or instance."},
+    406: {"model": schemas.ErrorOut, "description": "No acceptable media type."},
+}
+
+
+def _base(request: Request, ctx: Any) -> str:
+    public = ctx.settings.web.public_url
+    root = public.rstrip("/") if public else str(request.base_url).rstrip("/")
+    return f"{root}/dicomweb"
+
+
+def _send(result: WebResponse) -> Response:
+    if isinstance(result.body, bytes):
+        return Response(
+            result.body, result.status, headers=result.headers, media_type=result.content_type
+        )
+    return StreamingResponse(
+        result.body, result.status, headers=result.headers, media_type=result.content_type
+    )
+
+
+def _qido(summary: str) -> dict[str, Any]:
+    return {"summary": summary, "responses": {**_COMMON, 200: {"content": _JSON}}}
+
+
+def _params(request: Request) -> list[tuple[str, str]]:
+    return list(request.query_params.multi_items())
+
+
+@router.get("/studies", **_qido("QIDO-RS: search for studies"))
+def search_studies(
+    request: Request, ctx: Ctx, db: Db, user: ApiUser, accept: Accept = None
+) -> Response:
+    return _send(ctx.dicomweb.search_studies(db, _params(request), accept, _base(request, ctx)))
+
+
+@router.get("/series", **_qido("QIDO-RS: search for series"))
+def search_series(
+    request: Request, ctx: Ctx, db: Db, user: ApiUser, accept: Accept = None
+) -> Response:
+    return _send(ctx.dicomweb.search_series(db, _params(request), accept, _base(request, ctx)))
+
+
+@router.get("/instances", **_qido("QIDO-RS: search for instances"))
+def search_instances(
+    request: Request, ctx: Ctx, db: Db, user: ApiUser, accept: Accept = None
+) -> Response:
+    return _send(ctx.dicomweb.search_instances(db, _params(request), accept, _base(request, ctx)))
+
+
+@router.get("/studies/{study}/series", **_qido("QIDO-RS: search for series of a study"))
+def search_study_series(
+    request: Request, ctx: Ctx, db: Db, user: ApiUser, study: UIDPath, accept: Accept = None
+) -> Response:
+    return _send(
+        ctx.dicomweb.search_series(
+            db, _params(request), accept, _base(request, ctx), study_uid=study
+        )
+    )
+
+
+@router.get("/studies/{study}/instances", **_qido("QIDO-RS: search for instances of a study"))
+def search_study_instances(
+    request: Request, ctx: Ctx, db: Db, user: ApiUser, study: UIDPath, accept: Accept = None
+) -> Response:
+    return _send(
+        ctx.dicomweb.search_instances(
+            db, _params(request), accept, _base(request, ctx), study_uid=study
+        )
+    )
+
+
+@router.get(
+    "/studies/{study}/series/{series}/instances",
+    **_qido("QIDO-RS: search for instances of a series"),
+)
+def search_series_instances(
+    request: Request,
+    ctx: Ctx,
+    db: Db,
+    user: ApiUser,
+    study: UIDPath,
+    series: UIDPath,
+    accept: Accept = None,
+) -> Response:
+    return _send(
+        ctx.dicomweb.search_instances(
+            db, _params(request), accept, _base(request, ctx), study_uid=study, series_uid=series
+        )
+    )
+
+
+def _wado(summary: str, content: dict[str, Any]) -> dict[str, Any]:
+    return {"summary": summary, "responses": {**_COMMON, 200: {"content": content}}}
+
+
+@router.get("/studies/{study}", **_wado("WADO-RS: retrieve a study's instances", _MULTIPART))
+def retrieve_study(
+    request: Request, ctx: Ctx, db: Db, user: ApiUser, study: UIDPath, accept: Accept = None
+) -> Response:
+    return _send(ctx.dicomweb.retrieve(db, accept, _base(request, ctx), study_uid=study))
+
+
+@router.get("/studies/{study}/metadata", **_wado("WADO-RS: metadata of a study", _JSON))
+def study_metadata(
+    request: Request, ctx: Ctx, db: Db, user: ApiUser, study: UIDPath, accept: Accept = None
+) -> Response:
+    return _send(ctx.dicomweb.metadata(db, accept, _base(request, ctx), study_uid=study))
+
+
+@router.get("/studies/{study}/series/{series}", **_wado("WADO-RS: retrieve a series", _MULTIPART))
+def retrieve_series(
+    request: Request,
+    ctx: Ctx,
+    db: Db,
+    user: ApiUser,
+    study: UIDPath,
+    series: UIDPath,
+    accept: Accept = None,
+) -> Response:
+    return _send(
+        ctx.dicomweb.retrieve(db, accept, _base(request, ctx), study_uid=study, series_uid=series)
+    )
+
+
+@router.get(
+    "/studies/{study}/series/{series}/metadata", **_wado("WADO-RS: metadata of a series", _JSON)
+)
+def series_metadata(
+    request: Request,
+    ctx: Ctx,
+    db: Db,
+    user: ApiUser,
+    study: UIDPath,
+    series: UIDPath,
+    accept: Accept = None,
+) -> Response:
+    return _send(
+        ctx.dicomweb.metadata(db, accept, _base(request, ctx), study_uid=study, series_uid=series)
+    )
+
+
+@router.get(
+    "/studies/{study}/series/{series}/instances/{instance}",
+    **_wado("WADO-RS: retrieve an instance", {**_MULTIPART, "application/dicom": {}}),
+)
+def retrieve_instance(
+    request: Request,
+    ctx: Ctx,
+    db: Db,
+    user: ApiUser,
+    study: UIDPath,
+    series: UIDPath,
+    instance: UIDPath,
+    accept: Accept = None,
+) -> Response:
+    return _send(
+        ctx.dicomweb.retrieve(
+            db,
+            accept,
+            _base(request, ctx),
+            study_uid=study,
+            series_uid=series,
+            sop_uid=instance,
+        )
+    )
+
+
+@router.get(
+    "/studies/{study}/series/{series}/instances/{instance}/metadata",
+    **_wado("WADO-RS: metadata of an instance", _JSON),
+)
+def instance_metadata(
+    request: Request,
+    ctx: Ctx,
+    db: Db,
+    user: ApiUser,
+    study: UIDPath,
+    series: UIDPath,
+    instance: UIDPath,
+    accept: Accept = None,
+) -> Response:
+    return _send(
+        ctx.dicomweb.metadata(
+            db,
+            accept,
+            _base(request, ctx),
+            study_uid=study,
+            series_uid=series,
+            sop_uid=instance,
+        )
+    )
+
+
+@router.get(
+    "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+    **_wado("WADO-RS: frames of an instance, as stored or decoded", _FRAMES),
+)
+def instance_frames(
+    request: Request,
+    ctx: Ctx,
+    db: Db,
+    user: ApiUser,
+    study: UIDPath,
+    series: UIDPath,
+    instance: UIDPath,
+    frames: Annotated[
+        str,
+        Path(
+            max_length=2560,
+            pattern=r"^[0-9]+(,[0-9]+)*$",
+            description="Frame numbers from 1, comma-separated.",
+        ),
+    ],
+    accept: Accept = None,
+) -> Response:
+    return _send(
+        ctx.dicomweb.frames(
+            db,
+            accept,
+            _base(request, ctx),
+            study_uid=study,
+            series_uid=series,
+            sop_uid=instance,
+            frame_list=frames,
+        )
+    )
+
+
+@router.get(
+    "/studies/{study}/series/{series}/instances/{instance}/bulkdata/{tag_path:path}",
+    **_wado("WADO-RS: a bulk data element (by tag path)", {"application/octet-stream": {}}),
+)
+def instance_bulkdata(
+    request: Request,
+    ctx: Ctx,
+    db: Db,
+    user: ApiUser,
+    study: UIDPath,
+    series: UIDPath,
+    instance: UIDPath,
+    tag_path: Annotated[str, Path(max_length=400, description="TAG[/ITEM/TAG]...")],
+    accept: Accept = None,
+) -> Response:
+    return _send(
+        ctx.dicomweb.bulkdata(
+            db,
+            accept,
+            _base(request, ctx),
+            study_uid=study,
+            series_uid=series,
+            sop_uid=instance,
+            tag_path=tag_path,
+        )
+    )

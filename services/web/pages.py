@@ -1,0 +1,342 @@
+"""HTML pages: log-in, the case list, a case, its picture and its viewer; admin forms."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from unitumour_dicom.db import AuditEvent, record_event
+from unitumour_dicom.users import authenticate
+
+from . import actions, cases
+from .deps import Ctx, Db, Id, PageUser, WebContext, check_form_csrf, optional_user
+from .pictures import case_overlay_png
+from .security import (
+    AuthUser,
+    WebSession,
+    logged_in_session,
+    replace_session,
+    request_session,
+    safe_next,
+)
+
+router = APIRouter(include_in_schema=False)
+
+_MESSAGES = {
+    "rerun": "A new job was queued to re-run this case.",
+    "resend": "The delivery was set to be sent again.",
+}
+
+
+def render(
+    request: Request,
+    ctx: WebContext,
+    name: str,
+    user: AuthUser | None,
+    status_code: int = 200,
+    **values: Any,
+) -> HTMLResponse:
+    session = request_session(request)
+    html = ctx.templates.get_template(name).render(
+        user=user, csrf_token=session.csrf, path=request.url.path, **values
+    )
+    return HTMLResponse(html, status_code)
+
+
+def _normalise_date(value: str | None) -> str | None:
+    if not value:
+        return None
+    return value.replace("-", "").strip() or None
+
+
+def filters_from_query(
+    q: str | None,
+    patient_id: str | None,
+    accession_number: str | None,
+    study_date_from: str | None,
+    study_date_to: str | None,
+    state: str | None,
+    source_ae: str | None,
+    model_id: int | None,
+    page: int,
+    page_size: int,
+) -> cases.CaseFilters:
+    """Raises ValueError with a message a person can act on."""
+    return cases.CaseFilters(
+        q=q or None,
+        patient_id=patient_id or None,
+        accession_number=accession_number or None,
+        study_date_from=_normalise_date(study_date_from),
+        study_date_to=_normalise_date(study_date_to),
+        state=state or None,
+        source_ae=source_ae or None,
+        model_id=model_id,
+        page=page,
+        page_size=page_size,
+    )
+
+
+# -- log-in ------------------------------------------------------------------------------
+@router.get("/")
+def home() -> RedirectResponse:
+    return RedirectResponse("/cases", status_code=303)
+
+
+@router.get("/login")
+def login_form(
+    request: Request, ctx: Ctx, next: Annotated[str | None, Query(max_length=2000)] = None
+) -> Response:
+    if optional_user(request, ctx) is not None:
+        return RedirectResponse(safe_next(next), status_code=303)
+    return render(request, ctx, "login.html", None, next=safe_next(next), error=None)
+
+
+def _locked_out(db: Session, ctx: WebContext, username: str) -> bool:
+    """Too many failed log-ins for this user name since its last success, within the window."""
+    window_start = datetime.now(UTC) - timedelta(minutes=ctx.settings.web.lockout_minutes)
+    last_ok = db.scalar(
+        select(func.max(AuditEvent.at)).where(
+            AuditEvent.event == "user.login", AuditEvent.actor == username[:64]
+        )
+    )
+    since = max(window_start, last_ok) if last_ok else window_start
+    failures = db.scalar(
+        select(func.count())
+        .select_from(AuditEvent)
+        .where(
+            AuditEvent.event == "user.login_failed",
+            AuditEvent.actor == username[:64],
+            AuditEvent.at > since,
+        )
+    )
+    return (failures or 0) >= ctx.settings.web.max_failed_logins
+
+
+def attempt_login(
+    request: Request, ctx: WebContext, db: Session, username: str, password: str
+) -> tuple[AuthUser | None, str | None]:
+    """(user, None) on success, else (None, why), with the session rotated on success."""
+    source = request.client.host if request.client else None
+    if _locked_out(db, ctx, username):
+        record_event(
+            session=db,
+            event="user.login_locked",
+            message=f"log-in as {username[:64]!r} refused: too many failed attempts",
+            actor=username[:64],
+            details={"source": source},
+        )
+        return None, (
+            f"Too many failed log-ins for this user; try again in "
+            f"{ctx.settings.web.lockout_minutes:g} minutes."
+        )
+    user = authenticate(session=db, username=username, password=password, source=source)
+    if user is None:
+        return None, "Wrong user name or password, or the user is disabled."
+    replace_session(request, logged_in_session(user))
+    auth = AuthUser(id=user.id, username=user.username, role=user.role)
+    request.state.auth_user = auth
+    return auth, None
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    ctx: Ctx,
+    db: Db,
+    username: Annotated[str, Form(max_length=256)],
+    password: Annotated[str, Form(max_length=1024)],
+    csrf_token: Annotated[str | None, Form()] = None,
+    next: Annotated[str | None, Form(max_length=2000)] = None,
+) -> Response:
+    check_form_csrf(request, csrf_token)
+    user, error = attempt_login(request, ctx, db, username, password)
+    if user is None:
+        return render(request, ctx, "login.html", None, 401, next=safe_next(next), error=error)
+    return RedirectResponse(safe_next(next), status_code=303)
+
+
+@router.post("/logout")
+def logout(request: Request, csrf_token: Annotated[str | None, Form()] = None) -> RedirectResponse:
+    check_form_csrf(request, csrf_token)
+    replace_session(request, WebSession())
+    return RedirectResponse("/login", status_code=303)
+
+
+# -- cases -------------------------------------------------------------------------------
+@router.get("/cases")
+def case_list(
+    request: Request,
+    ctx: Ctx,
+    db: Db,
+    user: PageUser,
+    q: Annotated[str | None, Query(max_length=128)] = None,
+    patient_id: Annotated[str | None, Query(max_length=64)] = None,
+    accession_number: Annotated[str | None, Query(max_length=64)] = None,
+    study_date_from: Annotated[str | None, Query(max_length=10)] = None,
+    study_date_to: Annotated[str | None, Query(max_length=10)] = None,
+    state: Annotated[str | None, Query(max_length=16)] = None,
+    source_ae: Annotated[str | None, Query(max_length=64)] = None,
+    model_id: Annotated[str | None, Query(max_length=12)] = None,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=cases.MAX_PAGE_SIZE)] = 50,
+) -> Response:
+    values = {
+        "q": q or "",
+        "patient_id": patient_id or "",
+        "accession_number": accession_number or "",
+        "study_date_from": study_date_from or "",
+        "study_date_to": study_date_to or "",
+        "state": state or "",
+        "source_ae": source_ae or "",
+        "model_id": model_id or "",
+    }
+    error = None
+    try:
+        model = int(model_id) if model_id else None
+        filters = filters_from_query(
+            q, patient_id, accession_number, study_date_from, study_date_to, state,
+            source_ae, model, page, page_size,
+        )  # fmt: skip
+        result = cases.list_cases(db, filters)
+    except ValueError as exc:
+        error = str(exc)
+        result = None
+    active = {k: v for k, v in values.items() if v}
+
+    def page_url(n: int) -> str:
+        return "/cases?" + urlencode({**active, "page": n, "page_size": page_size})
+
+    n_pages = max(1, -(-result.total // page_size)) if result else 1
+    return render(
+        request,
+        ctx,
+        "cases.html",
+        user,
+        400 if error else 200,
+        page_data=result,
+        values=values,
+        error=error,
+        states=cases.CASE_STATES,
+        source_aes=cases.list_source_aes(db),
+        models=cases.list_models(db),
+        page=page,
+        n_pages=n_pages,
+        page_url=page_url,
+    )
+
+
+@router.get("/cases/{slide_id}")
+def case_page(
+    request: Request,
+    ctx: Ctx,
+    db: Db,
+    user: PageUser,
+    slide_id: Id,
+    done: Annotated[str | None, Query(max_length=16)] = None,
+) -> Response:
+    detail = cases.case_detail(db, slide_id)
+    return render(
+        request,
+        ctx,
+        "case.html",
+        user,
+        case=detail,
+        message=_MESSAGES.get(done or ""),
+        card_rows=cases.model_card_rows(detail.model.card) if detail.model else [],
+        to_json=lambda v: json.dumps(v, indent=2, sort_keys=True, default=str),
+    )
+
+
+@router.get("/cases/{slide_id}/overlay.png")
+def case_picture(request: Request, ctx: Ctx, db: Db, user: PageUser, slide_id: Id) -> Response:
+    return overlay_response(request, ctx, db, slide_id)
+
+
+def overlay_response(request: Request, ctx: WebContext, db: Session, slide_id: int) -> Response:
+    png, etag = case_overlay_png(
+        session=db,
+        store=ctx.runtime.store,
+        slide_id=slide_id,
+        cache=ctx.pictures,
+        max_pixels=ctx.settings.web.thumbnail_pixels,
+    )
+    quoted = f'"{etag}"'
+    headers = {"ETag": quoted, "Cache-Control": "private, no-cache"}
+    if request.headers.get("if-none-match") == quoted:
+        return Response(status_code=304, headers=headers)
+    return Response(png, media_type="image/png", headers=headers)
+
+
+@router.get("/cases/{slide_id}/viewer")
+def viewer_page(request: Request, ctx: Ctx, db: Db, user: PageUser, slide_id: Id) -> Response:
+    slide = cases.load_slide(db, slide_id)
+    _job, result = cases.latest_result(slide)
+    return render(
+        request,
+        ctx,
+        "viewer.html",
+        user,
+        slide=slide,
+        result=result,
+        viewer_missing=ctx.viewer.missing,
+        viewer_root=str(ctx.viewer.root),
+    )
+
+
+# -- admin actions -----------------------------------------------------------------------
+def _admin_only(user: AuthUser) -> None:
+    if not user.is_admin:
+        from fastapi import HTTPException
+
+        raise HTTPException(403, "this needs the admin role")
+
+
+@router.post("/cases/{slide_id}/jobs/{job_id}/rerun")
+def rerun_form(
+    request: Request,
+    ctx: Ctx,
+    user: PageUser,
+    slide_id: Id,
+    job_id: Id,
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> RedirectResponse:
+    _admin_only(user)
+    check_form_csrf(request, csrf_token)
+    with ctx.runtime.session() as db:
+        job = actions.rerun_job(session=db, job_id=job_id, username=user.username)
+        if job.slide_id != slide_id:
+            raise cases.NotFoundError(f"job {job_id} is not a job of case {slide_id}")
+        new_id = job.id
+    actions.dispatch(ctx.dispatch_job, new_id, "job")
+    return RedirectResponse(f"/cases/{slide_id}?done=rerun#jobs", status_code=303)
+
+
+@router.post("/cases/{slide_id}/deliveries/{delivery_id}/resend")
+def resend_form(
+    request: Request,
+    ctx: Ctx,
+    user: PageUser,
+    slide_id: Id,
+    delivery_id: Id,
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> RedirectResponse:
+    _admin_only(user)
+    check_form_csrf(request, csrf_token)
+    with ctx.runtime.session() as db:
+        delivery = actions.resend_delivery(
+            session=db,
+            delivery_id=delivery_id,
+            username=user.username,
+            settings=ctx.settings.delivery,
+        )
+        if delivery.result.job.slide_id != slide_id:
+            raise cases.NotFoundError(f"delivery {delivery_id} is not of case {slide_id}")
+    actions.dispatch(ctx.dispatch_delivery, delivery_id, "delivery")
+    return RedirectResponse(f"/cases/{slide_id}?done=resend#deliveries", status_code=303)

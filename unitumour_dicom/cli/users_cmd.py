@@ -1,0 +1,124 @@
+"""``unitumour users add|list|disable|enable|passwd|role``: local users of the web app."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from .. import users
+from ..db import UserRole
+from .common import run_guarded, state
+
+users_app = typer.Typer(help="Users of the web app (local accounts).", no_args_is_help=True)
+
+_ACTOR = f"cli:{getpass.getuser()}"
+
+
+def _read_password(password_stdin: bool) -> str:
+    """From standard input (one line, for scripts) or a hidden prompt asked twice."""
+    if password_stdin:
+        line = sys.stdin.readline()
+        return line.rstrip("\r\n")
+    return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+PasswordStdin = Annotated[
+    bool,
+    typer.Option(
+        "--password-stdin", help="Read the password from the first line of standard input."
+    ),
+]
+
+
+@users_app.command("add")
+def add(
+    name: Annotated[str, typer.Argument(help="User name (letters, digits, '._@-').")],
+    role: Annotated[UserRole, typer.Option("--role", help="viewer or admin.")] = UserRole.VIEWER,
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """Add a user who can log in to the web app."""
+    password = _read_password(password_stdin)
+    runtime = run_guarded(state.runtime)
+    with runtime.session() as session:
+        user = run_guarded(
+            users.add_user,
+            session=session,
+            username=name,
+            password=password,
+            role=role,
+            actor=_ACTOR,
+        )
+        typer.echo(f"added user {user.username} ({user.role})")
+
+
+@users_app.command("list")
+def list_(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+) -> None:
+    """List the users, their roles, and whether they may log in."""
+    runtime = run_guarded(state.runtime)
+    with runtime.session() as session:
+        rows = users.list_users(session=session)
+        if as_json:
+            for u in rows:
+                typer.echo(
+                    json.dumps(
+                        {
+                            "username": u.username,
+                            "role": u.role,
+                            "active": u.active,
+                            "created_at": u.created_at.isoformat(),
+                            "last_login_at": u.last_login_at.isoformat()
+                            if u.last_login_at
+                            else None,
+                        }
+                    )
+                )
+            return
+        typer.echo(f"{'USER':<24} {'ROLE':<8} {'ACTIVE':<7} LAST LOG-IN")
+        for u in rows:
+            last = u.last_login_at.strftime("%Y-%m-%d %H:%M UTC") if u.last_login_at else "never"
+            typer.echo(f"{u.username:<24} {u.role:<8} {'yes' if u.active else 'no':<7} {last}")
+
+
+@users_app.command("disable")
+def disable(name: str) -> None:
+    """Stop a user from logging in; ends the user's open sessions."""
+    runtime = run_guarded(state.runtime)
+    with runtime.session() as session:
+        run_guarded(users.set_active, session=session, username=name, active=False, actor=_ACTOR)
+    typer.echo(f"disabled user {name}")
+
+
+@users_app.command("enable")
+def enable(name: str) -> None:
+    """Let a disabled user log in again."""
+    runtime = run_guarded(state.runtime)
+    with runtime.session() as session:
+        run_guarded(users.set_active, session=session, username=name, active=True, actor=_ACTOR)
+    typer.echo(f"enabled user {name}")
+
+
+@users_app.command("passwd")
+def passwd(name: str, password_stdin: PasswordStdin = False) -> None:
+    """Set a new password; ends the user's open sessions."""
+    password = _read_password(password_stdin)
+    runtime = run_guarded(state.runtime)
+    with runtime.session() as session:
+        run_guarded(
+            users.set_password, session=session, username=name, password=password, actor=_ACTOR
+        )
+    typer.echo(f"password of {name} changed")
+
+
+@users_app.command("role")
+def role(name: str, new_role: Annotated[UserRole, typer.Argument(metavar="ROLE")]) -> None:
+    """Change a user's role (viewer or admin)."""
+    runtime = run_guarded(state.runtime)
+    with runtime.session() as session:
+        run_guarded(users.set_role, session=session, username=name, role=new_role, actor=_ACTOR)
+    typer.echo(f"{name} is now {new_role.value}")
