@@ -99,6 +99,7 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
 
 @pytest.fixture
 def sqlite_runtime(sqlite_settings: Settings) -> Iterator[Runtime]:
+    sqlite_settings.data_dir.mkdir(parents=True, exist_ok=True)  # SQLite makes no directories
     migrate.upgrade(sqlite_settings.database_url)
     yield Runtime(sqlite_settings)
     dispose_engines()
