@@ -9,9 +9,11 @@ from unitumour_dicom.cli import app
 
 from .listener import listener_command
 from .web.command import web_app
+from .worker import worker_command
 
 app.command("listener")(listener_command)
 app.add_typer(web_app, name="web")
+app.command("worker")(worker_command)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -1,0 +1,655 @@
+"""The worker: a Celery app whose messages carry only ids, over the jobs library.
+
+Queues
+------
+``segmentation``
+    One worker process per GPU (``CUDA_VISIBLE_DEVICES`` set for each), solo pool, prefetch
+    1, late acknowledgement: a message is acknowledged only after its job's outcome is in the
+    database, so a worker that dies mid-job leaves the message to be delivered again.
+``delivery``
+    A thread pool (``worker.delivery_concurrency``) that sends results to destinations.
+
+The database holds all state; a task reads the job or delivery by id, claims it with a
+compare-and-set lease, and does nothing if it is not its to run, so duplicates are harmless.
+Every worker process also runs the reconcile (leases that ran out, messages that were lost,
+slides that settled while no listener ran, deliveries that fell due).
+
+Brokers (one setting, ``broker.url``): Redis, RabbitMQ, or the embedded SQLite broker
+(``unitumour_dicom.jobs.sqla_transport``) that needs no server.
+
+Shutdown: SIGTERM makes Celery stop taking messages and finish the running job; after
+``worker.shutdown_timeout_s`` (or at once on a cold shutdown) the job is given back to the
+queue at its next stage boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import typer
+from celery import Celery, signals
+from kombu import Queue
+
+from unitumour_dicom.config import Settings
+from unitumour_dicom.db import Job, record_event
+from unitumour_dicom.db.types import utcnow
+from unitumour_dicom.errors import UniTumourError
+from unitumour_dicom.jobs import JobEvent, reconcile_jobs, record_dispatch, worker_name
+from unitumour_dicom.jobs.broker import broker_kind, transport_options
+from unitumour_dicom.jobs.deliveries import claim_delivery, recover_deliveries
+from unitumour_dicom.jobs.sqla_transport import durable_broker_url
+from unitumour_dicom.runtime import Runtime
+
+__all__ = [
+    "DELIVERY_QUEUE",
+    "DELIVER_TASK",
+    "QUEUES",
+    "SEGMENTATION_QUEUE",
+    "SEGMENT_TASK",
+    "CeleryDispatcher",
+    "Reconciler",
+    "WorkerContext",
+    "bind_context",
+    "celery_config",
+    "cli_prefix",
+    "create_celery_app",
+    "make_job_dispatcher",
+    "queue_depth",
+    "run_worker",
+    "segmentation_devices",
+    "worker_command",
+    "worker_specs",
+]
+
+log = logging.getLogger(__name__)
+
+SEGMENTATION_QUEUE = "segmentation"
+DELIVERY_QUEUE = "delivery"
+QUEUES = (SEGMENTATION_QUEUE, DELIVERY_QUEUE)
+SEGMENT_TASK = "unitumour.segment"
+DELIVER_TASK = "unitumour.deliver"
+
+#: How often the reconcile thread looks for jobs that nobody has sent yet (cheap query);
+#: the full reconcile runs every ``worker.reconcile_seconds``.
+NEW_JOB_POLL_S = 2.0
+
+
+# -- the app --------------------------------------------------------------------------------
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings from ours: only ids travel, state stays in SQL, nothing is lost."""
+    embedded = broker_kind(settings.broker_url) == "embedded"
+    return {
+        "broker_url": durable_broker_url(settings.broker_url),
+        "broker_transport_options": transport_options(settings.broker),
+        "broker_connection_timeout": settings.broker.connect_timeout_s,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,  # a broker restart is waited out, not fatal
+        "broker_channel_error_retry": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_default_queue": SEGMENTATION_QUEUE,
+        "task_queues": [Queue(name, routing_key=name, durable=True) for name in QUEUES],
+        "task_routes": {
+            SEGMENT_TASK: {"queue": SEGMENTATION_QUEUE, "routing_key": SEGMENTATION_QUEUE},
+            DELIVER_TASK: {"queue": DELIVERY_QUEUE, "routing_key": DELIVERY_QUEUE},
+        },
+        "task_publish_retry": True,
+        "task_publish_retry_policy": {
+            "max_retries": 10,
+            "interval_start": 0.5,
+            "interval_step": 1.0,
+            "interval_max": 5.0,
+        },
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+        "worker_send_task_events": False,
+        # The embedded transport has no fanout exchange for remote control across processes.
+        "worker_enable_remote_control": not embedded,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "broker_pool_limit": 4,
+    }
+
+
+def create_celery_app(settings: Settings) -> Celery:
+    """The Celery app for ``settings``; tasks are registered on it, not on a global app."""
+    app = Celery("unitumour", set_as_current=False)
+    app.conf.update(celery_config(settings))
+
+    @app.task(name=SEGMENT_TASK, bind=True)
+    def segment(self: Any, job_id: int) -> str:
+        return _segment(context_of(self.app), int(job_id))
+
+    @app.task(name=DELIVER_TASK, bind=True)
+    def deliver(self: Any, delivery_id: int) -> str:
+        return _deliver(context_of(self.app), int(delivery_id))
+
+    return app
+
+
+# -- sending ids ----------------------------------------------------------------------------
+class CeleryDispatcher:
+    """Sends job and delivery ids to their queues and notes the dispatch in the database.
+
+    Also the hook others take: the listener's ``on_jobs_created(job_ids)`` and the web app's
+    ``dispatch_job(job_id)`` / ``dispatch_delivery(delivery_id)``.
+    """
+
+    def __init__(self, app: Celery, runtime: Runtime, *, actor: str | None = None) -> None:
+        self.app = app
+        self.runtime = runtime
+        self.actor = actor or worker_name("dispatcher")
+
+    def dispatch_jobs(
+        self, job_ids: Sequence[int], *, delay_s: float = 0.0, reason: str | None = None
+    ) -> None:
+        ids = [int(i) for i in job_ids]
+        if not ids:
+            return
+        for job_id in ids:
+            self.app.send_task(
+                SEGMENT_TASK,
+                args=[job_id],
+                queue=SEGMENTATION_QUEUE,
+                routing_key=SEGMENTATION_QUEUE,
+                countdown=delay_s or None,
+            )
+        now = utcnow()
+        with self.runtime.session() as session:
+            record_dispatch(session=session, job_ids=ids, now=now, delay_s=delay_s)
+            if reason:
+                for job_id in ids:
+                    record_event(
+                        session=session,
+                        event=JobEvent.JOB_DISPATCHED,
+                        actor=self.actor,
+                        job_id=job_id,
+                        message=f"job {job_id} sent to the {SEGMENTATION_QUEUE} queue: {reason}",
+                    )
+        log.info("sent job(s) %s%s", ids, f" due in {delay_s:.0f} s" if delay_s else "")
+
+    def dispatch_deliveries(self, delivery_ids: Sequence[int], *, delay_s: float = 0.0) -> None:
+        for delivery_id in delivery_ids:
+            self.app.send_task(
+                DELIVER_TASK,
+                args=[int(delivery_id)],
+                queue=DELIVERY_QUEUE,
+                routing_key=DELIVERY_QUEUE,
+                countdown=delay_s or None,
+            )
+        if delivery_ids:
+            log.info("sent delivery(ies) %s", list(delivery_ids))
+
+    # hooks in the shapes the other processes take
+    def __call__(self, job_ids: Sequence[int]) -> None:
+        self.dispatch_jobs(job_ids)
+
+    def dispatch_job(self, job_id: int) -> None:
+        self.dispatch_jobs([job_id])
+
+    def dispatch_delivery(self, delivery_id: int) -> None:
+        self.dispatch_deliveries([delivery_id])
+
+
+def make_job_dispatcher(settings: Settings) -> CeleryDispatcher:
+    """A dispatcher for a process that only sends (the listener, the web app)."""
+    runtime = Runtime(settings)
+    return CeleryDispatcher(create_celery_app(settings), runtime)
+
+
+def queue_depth(app: Celery, queue: str) -> int | None:
+    """Messages waiting in ``queue`` (None when the broker cannot tell or cannot be reached)."""
+    try:
+        with app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1)
+            ok = conn.default_channel.queue_declare(queue=queue, passive=True)
+            return int(ok.message_count)
+    except Exception as exc:
+        log.debug("queue depth of %s unknown: %s", queue, exc)
+        return None
+
+
+# -- per-process state ----------------------------------------------------------------------
+@dataclass
+class WorkerContext:
+    """What the tasks of one worker process share: runtime, model, dispatcher, stop flag."""
+
+    runtime: Runtime
+    dispatcher: CeleryDispatcher
+    name: str
+    models: Any = None  # unitumour_dicom.pipeline.ModelProvider, made on first use
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+
+    def model_provider(self) -> Any:
+        if self.models is None:
+            from unitumour_dicom.pipeline import ModelProvider
+
+            self.models = ModelProvider(self.runtime.settings.model)
+        return self.models
+
+
+_CONTEXT_ATTR = "unitumour_context"
+
+
+def context_of(app: Celery) -> WorkerContext:
+    context = getattr(app, _CONTEXT_ATTR, None)
+    if context is None:
+        settings = app.conf.get("unitumour_settings")
+        if settings is None:
+            raise RuntimeError("this Celery app was not made by create_celery_app/run_worker")
+        context = bind_context(app, settings)
+    return context
+
+
+def bind_context(app: Celery, settings: Settings, *, role: str = "worker") -> WorkerContext:
+    runtime = Runtime(settings)
+    context = WorkerContext(
+        runtime=runtime,
+        dispatcher=CeleryDispatcher(app, runtime, actor=worker_name(role)),
+        name=worker_name(role),
+    )
+    setattr(app, _CONTEXT_ATTR, context)
+    return context
+
+
+# -- task bodies ----------------------------------------------------------------------------
+def _segment(ctx: WorkerContext, job_id: int) -> str:
+    from unitumour_dicom.pipeline import process_slide
+
+    outcome = process_slide(
+        job_id,
+        runtime=ctx.runtime,
+        worker=ctx.name,
+        models=ctx.model_provider(),
+        stop_requested=ctx.stop_requested,
+    )
+    if outcome.delivery_ids:
+        ctx.dispatcher.dispatch_deliveries(outcome.delivery_ids)
+    if outcome.retry_delay_s is not None:
+        ctx.dispatcher.dispatch_jobs([job_id], delay_s=outcome.retry_delay_s)
+    elif outcome.released:
+        ctx.dispatcher.dispatch_jobs([job_id], reason="given back by a stopping worker")
+    return outcome.message
+
+
+def _deliver(ctx: WorkerContext, delivery_id: int) -> str:
+    from unitumour_dicom.db import Delivery, DeliveryState
+    from unitumour_dicom.deliver import attempt_delivery
+
+    settings = ctx.runtime.settings
+    now = utcnow()
+    with ctx.runtime.session() as session:
+        claimed = claim_delivery(
+            session=session,
+            delivery_id=delivery_id,
+            now=now,
+            lease_seconds=_delivery_lease_s(settings),
+            worker=ctx.name,
+        )
+    if not claimed:
+        return f"delivery {delivery_id} not due or taken by another sender"
+    with ctx.runtime.session() as session:
+        delivery = session.get(Delivery, delivery_id)
+        assert delivery is not None
+        attempt_delivery(
+            session=session,
+            delivery=delivery,
+            store=ctx.runtime.store,
+            settings=settings.delivery,
+            now=utcnow(),
+        )
+        state, next_at = delivery.state, delivery.next_attempt_at
+    if state == DeliveryState.PENDING and next_at is not None:
+        delay = max((next_at - utcnow()).total_seconds(), 0.0)
+        if delay <= settings.worker.reconcile_seconds * 2:
+            ctx.dispatcher.dispatch_deliveries([delivery_id], delay_s=delay)
+        # later retries are sent by the reconcile when they fall due
+    return f"delivery {delivery_id}: {state}"
+
+
+def _delivery_lease_s(settings: Settings) -> float:
+    """How long a delivery may stay 'sending' before the reconcile assumes its sender died."""
+    return settings.delivery.timeout_s * 4 + 60.0
+
+
+# -- the reconcile loop ---------------------------------------------------------------------
+class Reconciler:
+    """Runs the reconcile in a thread of a worker process (every worker runs one).
+
+    Each pass: settle slides whose quiet time passed (if no listener did), take back jobs
+    whose lease ran out, send jobs never sent or whose message was lost, put back deliveries
+    whose sender died and send the ones that fell due. All changes are compare-and-sets, so
+    passes on several hosts at once agree.
+    """
+
+    def __init__(
+        self,
+        ctx: WorkerContext,
+        *,
+        interval_s: float | None = None,
+        new_job_poll_s: float = NEW_JOB_POLL_S,
+    ) -> None:
+        self.ctx = ctx
+        self.interval_s = interval_s or ctx.runtime.settings.worker.reconcile_seconds
+        self.new_job_poll_s = min(new_job_poll_s, self.interval_s)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="reconcile", daemon=True)
+        self.passes = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        next_full = 0.0
+        clock = 0.0
+        while not self._stop.is_set():
+            try:
+                if clock >= next_full:
+                    self.run_once()
+                    next_full = clock + self.interval_s
+                else:
+                    self.send_unsent()
+            except Exception:
+                log.exception("reconcile failed; trying again")
+            if self._stop.wait(self.new_job_poll_s):
+                break
+            clock += self.new_job_poll_s
+
+    def send_unsent(self) -> list[int]:
+        """Jobs nobody has sent yet (the creator had no dispatch hook, or crashed after commit)."""
+        from sqlalchemy import select
+
+        with self.ctx.runtime.session() as session:
+            ids = list(
+                session.scalars(
+                    select(Job.id)
+                    .where(Job.state == "queued", Job.dispatched_at.is_(None))
+                    .order_by(Job.id)
+                )
+            )
+        if ids:
+            self.ctx.dispatcher.dispatch_jobs(ids)
+        return ids
+
+    def run_once(self) -> dict[str, int]:
+        ctx = self.ctx
+        settings = ctx.runtime.settings
+        now = utcnow()
+        depth = queue_depth(ctx.dispatcher.app, SEGMENTATION_QUEUE)
+        with ctx.runtime.session() as session:
+            settled = _settle(session, ctx, now)
+            report = reconcile_jobs(
+                session=session,
+                now=now,
+                worker=ctx.name,
+                max_attempts=settings.worker.max_attempts,
+                redispatch_s=settings.worker.redispatch_s,
+                queue_depth=depth,
+            )
+            report.settled_jobs = settled
+            report.recovered_deliveries, report.deliveries_to_dispatch = recover_deliveries(
+                session=session, now=now, worker=ctx.name
+            )
+            if report.changed:
+                record_event(
+                    session=session,
+                    event=JobEvent.WORKER_RECONCILED,
+                    actor=ctx.name,
+                    message=f"reconcile: {report.counts()}",
+                    details=report.counts(),
+                )
+        to_send = sorted(set(report.jobs_to_dispatch) | set(settled))
+        if to_send:
+            ctx.dispatcher.dispatch_jobs(to_send)
+        if report.deliveries_to_dispatch:
+            ctx.dispatcher.dispatch_deliveries(report.deliveries_to_dispatch)
+        self.passes += 1
+        if report.changed or to_send:
+            log.info("reconcile: %s", report.counts())
+        return report.counts()
+
+
+def _settle(session: Any, ctx: WorkerContext, now: Any) -> list[int]:
+    """Settle slides whose quiet time passed (the listener does too; both are safe)."""
+    try:
+        from unitumour_dicom.ingest.series import settle_due_slides
+    except ImportError:  # pragma: no cover (ingest not installed in this build)
+        return []
+    jobs = settle_due_slides(
+        session=session,
+        store=ctx.runtime.store,
+        now=now,
+        max_attempts=ctx.runtime.settings.worker.max_attempts,
+    )
+    return [job.id for job in jobs]
+
+
+# -- running a worker process ---------------------------------------------------------------
+def _on_shutdown(ctx: WorkerContext, timeout_s: float) -> Callable[..., None]:
+    def handler(sender: Any = None, sig: Any = None, how: str = "Warm", **_: Any) -> None:
+        if how == "Cold":
+            log.warning("cold shutdown: the running job goes back to the queue")
+            ctx.stop_requested.set()
+            return
+        log.info(
+            "warm shutdown: finishing the running job (at most %.0f s, then it goes back)",
+            timeout_s,
+        )
+        timer = threading.Timer(timeout_s, ctx.stop_requested.set)
+        timer.daemon = True
+        timer.start()
+
+    return handler
+
+
+def run_worker(
+    settings: Settings,
+    *,
+    queue: str,
+    concurrency: int | None = None,
+    index: int = 0,
+    loglevel: str = "INFO",
+) -> int:
+    """Run one Celery worker consuming ``queue`` in this process until it is told to stop.
+
+    ``segmentation``: solo pool (the job runs in this process, one at a time; the model is
+    loaded before the first message is taken). ``delivery``: a pool of threads.
+    """
+    if queue not in QUEUES:
+        raise ValueError(f"unknown queue {queue!r}: use one of {', '.join(QUEUES)}")
+    from unitumour_dicom.db import migrate
+
+    if not migrate.is_current(settings.database_url):
+        raise RuntimeError(
+            "the database schema is not at the current revision: run 'unitumour db upgrade'"
+        )
+    app = create_celery_app(settings)
+    ctx = bind_context(app, settings, role=f"{queue}{index}")
+    if queue == SEGMENTATION_QUEUE:
+        model = ctx.model_provider().get()  # fail before taking a message, not after
+        log.info(
+            "segmentation worker %s ready with %s on %s", ctx.name, model.card.name, model.device
+        )
+        pool, workers = "solo", 1
+    else:
+        pool, workers = "threads", concurrency or settings.worker.delivery_concurrency
+    handler = _on_shutdown(ctx, settings.worker.shutdown_timeout_s)
+    signals.worker_shutting_down.connect(handler, weak=False)
+    with ctx.runtime.session() as session:
+        record_event(
+            session=session,
+            event=JobEvent.WORKER_STARTED,
+            actor=ctx.name,
+            message=f"worker {ctx.name} started on the {queue} queue ({pool}, {workers})",
+            details={"queue": queue, "pool": pool, "concurrency": workers},
+        )
+    reconciler = Reconciler(ctx)
+    reconciler.start()
+    worker = app.Worker(
+        hostname=f"{queue}{index}-{os.getpid()}@%h",
+        queues=[queue],
+        pool_cls=pool,
+        concurrency=workers,
+        loglevel=loglevel,
+        without_gossip=True,
+        without_mingle=True,
+        without_heartbeat=True,
+        optimization="fair",
+    )
+    try:
+        worker.start()
+    finally:
+        reconciler.stop()
+        signals.worker_shutting_down.disconnect(handler)
+        try:
+            with ctx.runtime.session() as session:
+                record_event(
+                    session=session,
+                    event=JobEvent.WORKER_STOPPED,
+                    actor=ctx.name,
+                    message=f"worker {ctx.name} stopped",
+                )
+        except Exception:
+            log.exception("could not record the worker's stop")
+    return int(worker.exitcode or 0)
+
+
+def segmentation_devices(settings: Settings) -> list[str | None]:
+    """One entry per segmentation process: the CUDA_VISIBLE_DEVICES value for each.
+
+    None means "leave the environment alone" (CPU, or a single process as configured).
+    """
+    count = settings.worker.segmentation_processes
+    if settings.model.device.strip().lower() == "cpu":
+        return [None] * (count or 1)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        gpus = [g.strip() for g in visible.split(",") if g.strip()]
+    else:
+        try:
+            import torch
+
+            gpus = [str(i) for i in range(torch.cuda.device_count())]
+        except Exception:  # pragma: no cover (torch without a working CUDA runtime)
+            gpus = []
+    if not gpus:
+        return [None] * (count or 1)
+    count = count or len(gpus)
+    return [gpus[i % len(gpus)] for i in range(count)]
+
+
+def worker_specs(
+    settings: Settings,
+    *,
+    cli_prefix: Sequence[str],
+    queues: Sequence[str] = QUEUES,
+) -> list[Any]:
+    """Child processes of ``unitumour worker``: segmentation per GPU, one delivery pool."""
+    from unitumour_dicom.jobs.supervisor import ChildSpec
+
+    specs = []
+    if SEGMENTATION_QUEUE in queues:
+        for index, gpu in enumerate(segmentation_devices(settings)):
+            env = {} if gpu is None else {"CUDA_VISIBLE_DEVICES": gpu}
+            specs.append(
+                ChildSpec(
+                    name=f"segmentation-{index}",
+                    argv=[
+                        *cli_prefix,
+                        "worker",
+                        "--queue",
+                        SEGMENTATION_QUEUE,
+                        "--index",
+                        str(index),
+                    ],
+                    env=env,
+                )
+            )
+    if DELIVERY_QUEUE in queues:
+        specs.append(
+            ChildSpec(
+                name="delivery",
+                argv=[*cli_prefix, "worker", "--queue", DELIVERY_QUEUE],
+            )
+        )
+    return specs
+
+
+def cli_prefix(config_file: str | None, verbosity: Sequence[str] = ()) -> list[str]:
+    """The command line that runs ``unitumour`` again in a child, with the same settings."""
+    prefix = [sys.executable, "-m", "unitumour_services.cli", *verbosity]
+    if config_file:
+        prefix += ["--config", str(config_file)]
+    return prefix
+
+
+# -- the command ----------------------------------------------------------------------------
+def _verbosity_flags() -> list[str]:
+    """The -v/-d/-q flag that reproduces this process's log level in a child."""
+    level = logging.getLogger().level
+    if level <= logging.DEBUG:
+        return ["--debug"]
+    if level <= logging.INFO:
+        return ["--verbose"]
+    if level >= logging.ERROR:
+        return ["--quiet"]
+    return []
+
+
+def worker_command(
+    queue: Annotated[
+        str,
+        typer.Option(
+            "--queue",
+            "-Q",
+            help="segmentation, delivery, or all (one process per GPU plus a delivery pool).",
+        ),
+    ] = "all",
+    index: Annotated[
+        int, typer.Option("--index", hidden=True, help="Which segmentation process this is.")
+    ] = 0,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency", help="Delivery threads (default worker.delivery_concurrency)."
+        ),
+    ] = None,
+) -> None:
+    """Run the workers of this host: segmentation (one per GPU) and delivery, until stopped."""
+    from unitumour_dicom.cli.common import fail, run_guarded, state
+    from unitumour_dicom.jobs.supervisor import Supervisor
+
+    settings = run_guarded(state.settings)
+    root = logging.getLogger()
+    if root.level == logging.WARNING:
+        root.setLevel(settings.logging.level)
+    if queue in QUEUES:
+        try:
+            code = run_worker(settings, queue=queue, concurrency=concurrency, index=index)
+        except (RuntimeError, ValueError) as exc:
+            fail(str(exc))
+        except UniTumourError as exc:
+            fail(str(exc))
+        raise typer.Exit(code)
+    if queue != "all":
+        fail(f"unknown queue {queue!r}: use segmentation, delivery or all")
+    config = str(state.config_file) if state.config_file else None
+    specs = worker_specs(settings, cli_prefix=cli_prefix(config, _verbosity_flags()))
+    supervisor = Supervisor(specs, stop_timeout_s=settings.worker.shutdown_timeout_s + 30)
+    supervisor.install_signal_handlers()
+    raise typer.Exit(supervisor.run())

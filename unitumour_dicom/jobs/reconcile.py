@@ -1,0 +1,260 @@
+"""The reconcile: find the work that a crash or a lost message left behind, and say what to send.
+
+The database is the one source of truth; the broker only carries ids. So each worker, on
+start and every ``worker.reconcile_seconds``, compares the jobs table with what should be
+happening: a running job whose lease ran out lost its worker and goes back to the queue
+(or ends failed when that was its last attempt); a queued job that was never sent, or whose
+message is in no queue any more, is sent again. Finished jobs are never touched, and a job
+that has a result is never run again. Every change is a compare-and-set, so reconciles
+running at once on several hosts cannot undo each other.
+
+The functions here change rows and return the ids to send; the caller commits, then sends,
+then records the dispatch (:func:`record_dispatch`), so a crash in between only means the
+next reconcile sends them again, and the lease makes a duplicate message harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import exists, or_, select, update
+from sqlalchemy.orm import Session
+
+from ..db import Job, JobState, Result, record_event
+from .events import JobEvent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReconcileReport:
+    """What one pass changed, and the ids the caller must send to the queues."""
+
+    expired_requeued: list[int] = field(default_factory=list)
+    expired_failed: list[int] = field(default_factory=list)
+    exhausted_failed: list[int] = field(default_factory=list)
+    repaired: list[int] = field(default_factory=list)
+    settled_jobs: list[int] = field(default_factory=list)
+    jobs_to_dispatch: list[int] = field(default_factory=list)
+    recovered_deliveries: list[int] = field(default_factory=list)
+    deliveries_to_dispatch: list[int] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return any(
+            (
+                self.expired_requeued,
+                self.expired_failed,
+                self.exhausted_failed,
+                self.repaired,
+                self.settled_jobs,
+                self.recovered_deliveries,
+            )
+        )
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(value) for name, value in vars(self).items()}
+
+
+def repair_finished_with_result(*, session: Session, now: datetime, worker: str) -> list[int]:
+    """Unfinished jobs that already have a result are marked succeeded, never run again.
+
+    The pipeline records a result and its job's success in one transaction, so this finds
+    only rows changed by hand or by an older version; it is cheap and closes the door.
+    """
+    has_result = exists().where(Result.job_id == Job.id)
+    ids = list(
+        session.scalars(
+            select(Job.id).where(Job.state.in_((JobState.QUEUED, JobState.RUNNING)), has_result)
+        )
+    )
+    repaired = []
+    for job_id in ids:
+        result = session.execute(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.state.in_((JobState.QUEUED, JobState.RUNNING)),
+            )
+            .values(
+                state=JobState.SUCCEEDED,
+                finished_at=now,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:
+            repaired.append(job_id)
+            record_event(
+                session=session,
+                event=JobEvent.JOB_SUCCEEDED,
+                actor=worker,
+                job_id=job_id,
+                message=f"job {job_id} has a recorded result: marked succeeded by the reconcile",
+                details={"repaired": True},
+            )
+    return repaired
+
+
+def expire_leases(
+    *, session: Session, now: datetime, worker: str, max_attempts: int
+) -> tuple[list[int], list[int]]:
+    """Running jobs whose lease ran out: back to queued, or failed after their last attempt.
+
+    Returns (requeued ids, failed ids).
+    """
+    rows = session.execute(
+        select(Job.id, Job.lease_owner, Job.attempts, Job.lease_expires_at).where(
+            Job.state == JobState.RUNNING, Job.lease_expires_at < now
+        )
+    ).all()
+    requeued: list[int] = []
+    failed: list[int] = []
+    for row in rows:
+        limit = max(max_attempts, 1)
+        final = row.attempts >= limit
+        reason = (
+            f"lease of {row.lease_owner} expired at {row.lease_expires_at:%Y-%m-%d %H:%M:%S}Z "
+            f"during attempt {row.attempts} of {limit} (the worker stopped heartbeating)"
+        )
+        values: dict[str, object] = {
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "dispatched_at": None,
+        }
+        if final:
+            values.update(state=JobState.FAILED, finished_at=now, error=reason)
+        else:
+            values.update(state=JobState.QUEUED)
+        result = session.execute(
+            update(Job)
+            .where(
+                Job.id == row.id,
+                Job.state == JobState.RUNNING,
+                Job.lease_owner == row.lease_owner,
+                Job.attempts == row.attempts,
+                Job.lease_expires_at < now,
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:
+            continue  # renewed or taken over meanwhile
+        record_event(
+            session=session,
+            event=JobEvent.JOB_LEASE_EXPIRED,
+            actor=worker,
+            job_id=row.id,
+            message=f"job {row.id}: {reason}",
+            details={"owner": row.lease_owner, "attempt": row.attempts, "of": limit},
+        )
+        if final:
+            failed.append(row.id)
+            record_event(
+                session=session,
+                event=JobEvent.JOB_FAILED,
+                actor=worker,
+                job_id=row.id,
+                message=f"job {row.id} failed: {reason}",
+                details={"attempt": row.attempts, "of": limit, "error": reason},
+            )
+        else:
+            requeued.append(row.id)
+    if requeued or failed:
+        log.warning("leases expired: %s requeued, %s failed", requeued, failed)
+    return requeued, failed
+
+
+def fail_exhausted(*, session: Session, now: datetime, worker: str, max_attempts: int) -> list[int]:
+    """Queued jobs that have no attempt left (the limit was lowered) end failed."""
+    ids = list(
+        session.scalars(
+            select(Job.id).where(Job.state == JobState.QUEUED, Job.attempts >= max_attempts)
+        )
+    )
+    failed = []
+    for job_id in ids:
+        reason = f"no attempt left ({max_attempts} allowed)"
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == JobState.QUEUED, Job.attempts >= max_attempts)
+            .values(state=JobState.FAILED, finished_at=now, error=reason)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:
+            failed.append(job_id)
+            record_event(
+                session=session,
+                event=JobEvent.JOB_FAILED,
+                actor=worker,
+                job_id=job_id,
+                message=f"job {job_id} failed: {reason}",
+                details={"error": reason},
+            )
+    return failed
+
+
+def jobs_to_dispatch(
+    *, session: Session, now: datetime, redispatch_s: float, queue_depth: int | None
+) -> list[int]:
+    """Queued jobs whose message must be sent: never sent, or sent long ago and lost.
+
+    ``queue_depth`` is the number of messages waiting in the segmentation queue when the
+    broker can tell (None when it cannot). A message is taken to be lost only when the queue
+    is empty and the job is still queued ``redispatch_s`` after its message fell due: a deep
+    queue is not mistaken for lost messages, and a duplicate finds the job claimed and does
+    nothing.
+    """
+    never_sent = Job.dispatched_at.is_(None)
+    stale = Job.dispatched_at < now - timedelta(seconds=redispatch_s)
+    condition = never_sent if queue_depth else or_(never_sent, stale)
+    return list(
+        session.scalars(
+            select(Job.id).where(Job.state == JobState.QUEUED, condition).order_by(Job.id)
+        )
+    )
+
+
+def record_dispatch(
+    *, session: Session, job_ids: Sequence[int], now: datetime, delay_s: float = 0.0
+) -> None:
+    """Note that the jobs' messages were sent (due ``delay_s`` from now, for retries).
+
+    Only queued jobs are touched: a job claimed meanwhile keeps its row as its worker wrote it.
+    """
+    if not job_ids:
+        return
+    session.execute(
+        update(Job)
+        .where(Job.id.in_(list(job_ids)), Job.state == JobState.QUEUED)
+        .values(dispatched_at=now + timedelta(seconds=delay_s))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def reconcile_jobs(
+    *,
+    session: Session,
+    now: datetime,
+    worker: str,
+    max_attempts: int,
+    redispatch_s: float,
+    queue_depth: int | None,
+) -> ReconcileReport:
+    """One pass over the jobs table; the caller commits, sends and records the dispatch."""
+    report = ReconcileReport()
+    report.repaired = repair_finished_with_result(session=session, now=now, worker=worker)
+    report.expired_requeued, report.expired_failed = expire_leases(
+        session=session, now=now, worker=worker, max_attempts=max_attempts
+    )
+    report.exhausted_failed = fail_exhausted(
+        session=session, now=now, worker=worker, max_attempts=max_attempts
+    )
+    report.jobs_to_dispatch = jobs_to_dispatch(
+        session=session, now=now, redispatch_s=redispatch_s, queue_depth=queue_depth
+    )
+    return report
