@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import math
+import uuid
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,7 +26,7 @@ import highdicom as hd
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.tag import Tag
-from pydicom.uid import UID, VLWholeSlideMicroscopyImageStorage, generate_uid
+from pydicom.uid import UID, VLWholeSlideMicroscopyImageStorage
 from pydicom.valuerep import DSfloat
 
 from .. import __version__
@@ -77,9 +78,15 @@ class PhantomUids:
         return derive_uid(self.digest, "instance", name)
 
 
+#: Namespace of the name-based UUIDs behind every phantom UID.
+_UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://unitumour.invalid/phantom")
+
+
 def derive_uid(*parts: str) -> UID:
-    """A 2.25 UID (PS3.5 B.2) hashed from ``parts``: the same parts give the same UID."""
-    return generate_uid(prefix=None, entropy_srcs=["unitumour-phantom", *parts])
+    """A 2.25 UID (PS3.5 B.2) from a name-based UUID of ``parts``: the same parts give the
+    same UID, on every machine and every run."""
+    name = "\x1f".join(parts)
+    return UID(f"2.25.{uuid.uuid5(_UID_NAMESPACE, name).int}")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import struct
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 from pydicom import Dataset
 from pydicom.charset import convert_encodings
 from pydicom.dataset import FileMetaDataset
@@ -99,13 +100,20 @@ class InstanceWriter:
 
     # -- frames -----------------------------------------------------------------------------
 
-    def write_frame(self, tile) -> None:  # type: ignore[no-untyped-def]
+    def write_frame(self, tile: np.ndarray) -> None:
+        """Encode a (rows, columns, 3) uint8 tile and append it as the next frame."""
+        if tile.shape != (*self._frame_shape, 3):
+            raise ValueError(f"frame of shape {tile.shape}, expected {(*self._frame_shape, 3)}")
+        self.write_encoded(self._codec.encode(tile))
+
+    def write_encoded(self, data: bytes) -> None:
+        """Append the next frame, already encoded by this writer's codec."""
+        if self._fp is None:
+            raise ValueError(f"{self.path.name} is not open")
         if self._frames_written >= self._n_frames:
             raise ValueError(f"{self.path.name}: more than the {self._n_frames} frames declared")
-        if tile.shape[:2] != self._frame_shape:
-            raise ValueError(f"frame of shape {tile.shape[:2]}, expected {self._frame_shape}")
-        data = self._codec.encode(tile)
-        assert self._fp is not None
+        if not self._codec.encapsulated and len(data) != self._raw_frame_bytes:
+            raise ValueError(f"native frame of {len(data)} bytes, expected {self._raw_frame_bytes}")
         if self._codec.encapsulated:
             self._offsets.append(self._fp.tell() - self._first_item_at)
             padded = len(data) + (len(data) & 1)

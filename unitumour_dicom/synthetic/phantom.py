@@ -136,6 +136,15 @@ def rasterise(scene: Scene, mpp: float, what: str) -> SlideMask:
     return SlideMask(out, float(mpp))
 
 
+def default_workers() -> int:
+    """Threads for rendering and encoding: the CPUs this process may run on, at most 8."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
+
+
 def ground_truth_mpp(spec: PhantomSpec) -> float:
     """Pixel size of the PNGs: level 1's, coarser if needed to keep them small enough."""
     longest = max(spec.width, spec.height)
@@ -154,7 +163,7 @@ class _LevelFrames:
         self._current: InstanceWriter | None = None
         self._left = 0
 
-    def write_frame(self, tile: np.ndarray) -> None:
+    def write_encoded(self, data: bytes) -> None:
         if self._left == 0:
             self._close_current()
             self._index += 1
@@ -164,7 +173,7 @@ class _LevelFrames:
             self._current = writer.__enter__()
             self._left = n_frames
         assert self._current is not None
-        self._current.write_frame(tile)
+        self._current.write_encoded(data)
         self._left -= 1
 
     def _close_current(self) -> None:
@@ -188,6 +197,7 @@ def write_phantom_slide(
     spec: PhantomSpec | None = None,
     *,
     overwrite: bool = False,
+    workers: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> PhantomSlide:
     """Write the phantom ``spec`` describes into ``out_dir`` and return it.
@@ -195,7 +205,9 @@ def write_phantom_slide(
     ``out_dir`` is created if needed. A directory that already holds DICOM files or a
     phantom.json is refused unless ``overwrite``, in which case those files are removed
     first, so that no stale instance of another phantom is left beside the new series.
-    ``progress(done, total)`` is called after each row of base tiles.
+    ``workers`` threads render and encode tiles (default: the CPUs this process may use, at
+    most 8); the files are the same whatever the number. ``progress(done, total)`` is called
+    after each row of base tiles.
     """
     spec = spec or PhantomSpec()
     root = Path(out_dir)
@@ -224,7 +236,14 @@ def write_phantom_slide(
         level_paths.append([p for p, _, _ in parts])
         sinks.append(_LevelFrames([(n, w) for _, n, w in parts]))
     try:
-        write_pyramid(spec, scene, sinks, progress)
+        write_pyramid(
+            spec,
+            scene,
+            sinks,
+            codec.encode,
+            workers=workers or default_workers(),
+            progress=progress,
+        )
         for sink in sinks:
             sink.close()
     except BaseException as exc:

@@ -4,13 +4,19 @@ The base level is rendered one row of tiles at a time. Each finished band of a l
 into frames for that level's writer and box-filtered 2x into the next level's band, so the
 whole pyramid is made in one pass over the base, holding at most about two rows of tiles per
 level: memory grows with the slide's width, never with its area.
+
+Tiles of a band are rendered, and frames encoded, on a small thread pool (numpy, OpenCV and
+the codecs release the GIL); every tile depends only on its own coordinates and its own
+seeded generator, so the bytes do not depend on the number of threads.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Protocol
 
 import numpy as np
@@ -28,7 +34,23 @@ ProgressCallback = Callable[[int, int], None]
 
 
 class FrameSink(Protocol):
-    def write_frame(self, tile: np.ndarray) -> None: ...
+    def write_encoded(self, data: bytes) -> None: ...
+
+
+class _Serial(Executor):
+    """The executor of one worker: runs each call in the caller's thread."""
+
+    def map(self, fn, *iterables, timeout=None, chunksize=1):  # type: ignore[no-untyped-def, override]
+        return map(fn, *iterables)
+
+
+@contextmanager
+def _executor(workers: int) -> Iterator[Executor]:
+    if workers <= 1:
+        yield _Serial()
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="phantom") as pool:
+        yield pool
 
 
 def downsample_2x(band: np.ndarray) -> np.ndarray:
@@ -47,8 +69,19 @@ def downsample_2x(band: np.ndarray) -> np.ndarray:
 class _Level:
     """Rows of one level waiting to fill a row of frames."""
 
-    def __init__(self, index: int, width: int, height: int, tile: int, sink: FrameSink) -> None:
+    def __init__(
+        self,
+        index: int,
+        width: int,
+        height: int,
+        tile: int,
+        sink: FrameSink,
+        encode: Callable[[np.ndarray], bytes],
+        pool: Executor,
+    ) -> None:
         self.index = index
+        self.encode = encode
+        self.pool = pool
         self.width = width
         self.height = height
         self.tile = tile
@@ -72,48 +105,59 @@ class _Level:
         return band[:take]
 
     def emit(self, band: np.ndarray) -> None:
+        frames = [self._frame(band, x) for x in range(0, self.width, self.tile)]
+        for data in self.pool.map(self.encode, frames):
+            self.sink.write_encoded(data)
+
+    def _frame(self, band: np.ndarray, x: int) -> np.ndarray:
         tile = self.tile
-        for x in range(0, self.width, tile):
-            piece = band[:, x : x + tile]
-            if piece.shape[0] == tile and piece.shape[1] == tile:
-                frame = np.ascontiguousarray(piece)
-            else:
-                frame = np.empty((tile, tile, 3), dtype=np.uint8)
-                frame[:] = BACKGROUND_RGB
-                frame[: piece.shape[0], : piece.shape[1]] = piece
-            self.sink.write_frame(frame)
+        piece = band[:, x : x + tile]
+        if piece.shape[0] == tile and piece.shape[1] == tile:
+            return np.ascontiguousarray(piece)
+        frame = np.empty((tile, tile, 3), dtype=np.uint8)
+        frame[:] = BACKGROUND_RGB
+        frame[: piece.shape[0], : piece.shape[1]] = piece
+        return frame
 
 
 def write_pyramid(
     spec: PhantomSpec,
     scene: Scene,
     sinks: Sequence[FrameSink],
+    encode: Callable[[np.ndarray], bytes],
+    *,
+    workers: int = 1,
     progress: ProgressCallback | None = None,
 ) -> None:
-    """Render the phantom and send every level's frames, row-major, to ``sinks[level]``."""
+    """Render the phantom and send every level's frames, encoded by ``encode``, row-major,
+    to ``sinks[level]``."""
     if len(sinks) != spec.levels:
         raise ValueError(f"{spec.levels} levels need {spec.levels} sinks, not {len(sinks)}")
     tile = spec.tile_size
-    levels = [_Level(k, w, h, tile, sinks[k]) for k, (w, h) in enumerate(spec.level_sizes)]
     width, height = spec.width, spec.height
     tiles_across, tiles_down = math.ceil(width / tile), math.ceil(height / tile)
-    total, done = tiles_across * tiles_down, 0
-    for ty in range(tiles_down):
-        y0 = ty * tile
-        rows = min(tile, height - y0)
-        y_um = pixel_centres_um(y0, rows, spec.mpp)
-        band = np.empty((rows, width, 3), dtype=np.uint8)
-        for tx in range(tiles_across):
-            x0 = tx * tile
-            cols = min(tile, width - x0)
-            rng = np.random.default_rng([spec.seed, 0, ty, tx])
-            band[:, x0 : x0 + cols] = render_region(
-                scene, pixel_centres_um(x0, cols, spec.mpp), y_um, spec.mpp, spec.seed, rng
-            )
-            done += 1
-        _feed(levels, 0, band)
-        if progress is not None:
-            progress(done, total)
+    total = tiles_across * tiles_down
+    with _executor(workers) as pool:
+        levels = [
+            _Level(k, w, h, tile, sinks[k], encode, pool)
+            for k, (w, h) in enumerate(spec.level_sizes)
+        ]
+        for ty in range(tiles_down):
+            y0 = ty * tile
+            rows = min(tile, height - y0)
+            y_um = pixel_centres_um(y0, rows, spec.mpp)
+
+            def render(tx: int, ty: int = ty, y_um: np.ndarray = y_um) -> np.ndarray:
+                x0 = tx * tile
+                cols = min(tile, width - x0)
+                rng = np.random.default_rng([spec.seed, 0, ty, tx])
+                x_um = pixel_centres_um(x0, cols, spec.mpp)
+                return render_region(scene, x_um, y_um, spec.mpp, spec.seed, rng)
+
+            band = np.concatenate(list(pool.map(render, range(tiles_across))), axis=1)
+            _feed(levels, 0, band)
+            if progress is not None:
+                progress((ty + 1) * tiles_across, total)
     for level in levels:
         if level.pending_rows or level.rows_done != level.height:
             raise RuntimeError(

@@ -203,8 +203,9 @@ def _draw_lattice(
 
     keep = np.flatnonzero(present)
     cx, cy, a, b, angle, dark = (v[keep] for v in (cx, cy, a, b, angle, dark))
-    tissue_d = scene.tissue_distance(cx, cy)
-    tumour_d = scene.tumour_distance(cx, cy)
+    # Exact up to the largest nucleus: that is as far as the tests below look.
+    tissue_d = scene.tissue_distance(cx, cy, hi)
+    tumour_d = scene.tumour_distance(cx, cy, hi)
     if lattice is TUMOUR_NUCLEI:
         inside = (tumour_d > 0) & (tissue_d > 0.5 * a)
     else:

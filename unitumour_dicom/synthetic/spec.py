@@ -145,6 +145,9 @@ class PhantomSpec:
                 f"transfer_syntax {self.transfer_syntax!r} is not one of "
                 + ", ".join(TRANSFER_SYNTAX_NAMES)
             )
+        for name in ("pen_mark", "glass_edge", "label", "overview", "omit_optional"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, not {getattr(self, name)!r}")
         for name in ("study_uid", "series_uid"):
             value = getattr(self, name)
             if value is not None:
