@@ -132,11 +132,15 @@ def attempt_login(
             actor=username[:64],
             details={"source": source},
         )
+        db.commit()
         return None, (
             f"Too many failed log-ins for this user; try again in "
             f"{ctx.settings.web.lockout_minutes:g} minutes."
         )
     user = authenticate(session=db, username=username, password=password, source=source)
+    # The audit rows (failures included) are committed now, whatever the caller answers:
+    # they are what the lock-out counts.
+    db.commit()
     if user is None:
         return None, "Wrong user name or password, or the user is disabled."
     replace_session(request, logged_in_session(user))
