@@ -45,16 +45,26 @@ class HashingWriter:
 
 
 class _DeflatingWriter:
+    """Raw deflate of the data set; the stream is padded to even length with one zero byte
+    (PS3.5 A.5), as DCMTK and others insist on even-length fragments."""
+
     def __init__(self, out: HashingWriter, level: int = 6) -> None:
         self.out = out
         self.zobj = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+        self.length = 0
 
     def write(self, data: bytes) -> None:
         if data:
-            self.out.write(self.zobj.compress(data))
+            self._emit(self.zobj.compress(data))
 
     def close(self) -> None:
-        self.out.write(self.zobj.flush())
+        self._emit(self.zobj.flush())
+        if self.length % 2:
+            self._emit(b"\x00")
+
+    def _emit(self, data: bytes) -> None:
+        self.length += len(data)
+        self.out.write(data)
 
 
 def header_bytes(dataset: Dataset) -> tuple[bytes, bytes]:
