@@ -12,6 +12,7 @@ from .. import __version__
 from .common import setup_logging, state
 from .config_cmd import config_app
 from .db_cmd import db_app
+from .deliveries_cmd import deliveries_app
 from .retention_cmd import retention_app
 from .synth_cmd import synth
 from .users_cmd import users_app
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
+app.add_typer(deliveries_app, name="deliveries")
 app.command("synth")(synth)
 app.add_typer(users_app, name="users")
 app.add_typer(retention_app, name="retention")
