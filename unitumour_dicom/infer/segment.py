@@ -1,0 +1,218 @@
+"""Tumour segmentation of a whole slide: tissue, tiles, model, stitching, post-processing.
+
+The raster is the model's grid (``card.mpp``) over the slide. Tiles holding tissue are read
+from the level nearest that pixel size (never coarser unless allowed), resampled exactly,
+decoded by ``read_threads`` threads a bounded number of tiles ahead, run through the model in
+batches, blended into the probability map band by band, and post-processed. Slide-sized
+memory: the probability map (uint8), tumour and tissue masks (bool); everything else is
+bounded by tiles, batches and one band of the raster's width.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..slide.mask import SlideMask
+from ..slide.reader import DEFAULT_CACHE_BYTES
+from ..slide.resample import bilinear_sample
+from ..slide.timing import StageTimes
+from ..slide.tissue import TissueParams
+from ..slide.wsi import WsiSlide
+from .forward import ModelRunner, PendingBatch
+from .postprocess import PostprocessParams, tumour_mask
+from .prefetch import prefetch_map
+from .result import InferenceResult
+from .stitch import BandStitcher
+from .tiling import Tile, TileGrid
+
+if TYPE_CHECKING:
+    from ..model import LoadedModel
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+def segment_slide(
+    slide: WsiSlide,
+    model: LoadedModel,
+    *,
+    batch_size: int = 16,
+    read_threads: int = 2,
+    tissue_mpp: float | None = None,
+    progress: Progress | None = None,
+    mixed_precision: bool = True,
+    max_coarser_ratio: float = 1.0,
+    tissue_params: TissueParams | None = None,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+) -> InferenceResult:
+    """Segment the tumour in ``slide`` with ``model``.
+
+    Parameters
+    ----------
+    slide:
+        An opened slide (:func:`~unitumour_dicom.slide.open_slide`).
+    model:
+        A loaded model; its card gives the pixel size, tile size, halo, normalisation,
+        threshold and post-processing.
+    batch_size:
+        Tiles per forward pass.
+    read_threads:
+        Threads reading and decoding tiles alongside the model (at least 1).
+    tissue_mpp:
+        Pixel size of tissue detection (default 8 µm/px).
+    progress:
+        Called as ``progress(tiles_done, tiles_total)`` after each batch.
+    mixed_precision:
+        Autocast on CUDA.
+    max_coarser_ratio:
+        How much coarser than the model's pixel size a level may be (1: never coarser).
+    tissue_params:
+        Thresholds of tissue detection.
+    cache_bytes:
+        Bound on decoded frames kept for neighbouring tiles.
+
+    Returns
+    -------
+    InferenceResult
+    """
+    if batch_size < 1 or read_threads < 1:
+        raise ValueError(f"batch_size and read_threads must be >= 1: {batch_size}, {read_threads}")
+    started = time.perf_counter()
+    times = StageTimes()
+    card = model.card
+    mpp = float(card.mpp)
+    shape = slide.grid_shape(mpp)
+    level = slide.choose_level(mpp, max_coarser_ratio=max_coarser_ratio)
+    grid = TileGrid(shape, int(card.tile_size), int(card.overlap))
+    logger.info(
+        "segmenting %r at %g µm/px from level %d (%g µm/px): raster %d x %d, tiles %d + %d halo",
+        slide,
+        mpp,
+        level.index,
+        level.mpp,
+        shape[0],
+        shape[1],
+        grid.tile_size,
+        grid.overlap,
+    )
+
+    with times.measure("tissue"):
+        tissue_low = slide.tissue_mask(tissue_mpp, params=tissue_params, threads=read_threads)
+    tiles = grid.tissue_tiles(tissue_low, mpp)
+    total_tiles = len(tiles)
+    logger.info("%d of %d tiles hold tissue", total_tiles, grid.rows * grid.cols)
+
+    probability = np.zeros(shape, np.uint8)
+    tissue = np.zeros(shape, bool)
+    runner = ModelRunner(model, mixed_precision=mixed_precision)
+    reader = slide.reader(level, mpp, cache_bytes=cache_bytes, times=times)
+    stitcher = BandStitcher(grid, probability)
+    n = grid.input_size
+
+    def load(tile: Tile) -> tuple[Tile, np.ndarray, np.ndarray]:
+        top, left = grid.window(tile)
+        pixels = reader.read(top, left, n, n)
+        c_top, c_left, c_bottom, c_right = grid.core(tile)
+        core_tissue = (
+            bilinear_sample(
+                tissue_low.array,
+                tissue_low.mpp,
+                c_top,
+                c_left,
+                (c_bottom - c_top, c_right - c_left),
+                mpp,
+            )
+            >= 0.5
+        )
+        return tile, pixels, core_tissue
+
+    def batches() -> Iterator[tuple[list[Tile], np.ndarray]]:
+        stream = prefetch_map(
+            load,
+            tiles,
+            threads=read_threads,
+            depth=2 * batch_size + read_threads,
+            waited=lambda s: times.add("wait", s),
+        )
+        batch_tiles: list[Tile] = []
+        buffer = np.empty((batch_size, n, n, 3), np.uint8)
+        for tile, pixels, core_tissue in stream:
+            c_top, c_left, c_bottom, c_right = grid.core(tile)
+            tissue[c_top:c_bottom, c_left:c_right] = core_tissue
+            buffer[len(batch_tiles)] = pixels
+            batch_tiles.append(tile)
+            if len(batch_tiles) == batch_size:
+                yield batch_tiles, buffer
+                batch_tiles, buffer = [], np.empty_like(buffer)
+        if batch_tiles:
+            yield batch_tiles, buffer[: len(batch_tiles)]
+
+    done = 0
+    in_flight: tuple[list[Tile], PendingBatch] | None = None
+
+    def drain(item: tuple[list[Tile], PendingBatch]) -> None:
+        nonlocal done
+        batch_tiles, pending = item
+        with times.measure("forward"):
+            probabilities = runner.collect(pending)
+        with times.measure("stitch"):
+            for tile, tile_probability in zip(batch_tiles, probabilities, strict=True):
+                stitcher.add(tile, tile_probability)
+        done += len(batch_tiles)
+        if progress is not None:
+            progress(done, total_tiles)
+
+    for batch_tiles, pixels in batches():
+        with times.measure("forward"):
+            pending = runner.submit(pixels)
+        if in_flight is not None:
+            drain(in_flight)
+        in_flight = (batch_tiles, pending)
+    if in_flight is not None:
+        drain(in_flight)
+    with times.measure("stitch"):
+        stitcher.finish()
+
+    with times.measure("postprocess"):
+        tumour = tumour_mask(probability, tissue, mpp, PostprocessParams.from_card(card))
+    pixel_area_mm2 = (mpp / 1000.0) ** 2
+    tumour_area = float(np.count_nonzero(tumour)) * pixel_area_mm2
+    tissue_area = float(np.count_nonzero(tissue)) * pixel_area_mm2
+
+    timings = dict.fromkeys(("tissue", "read", "decode", "resample", "wait"), 0.0)
+    timings.update(times.as_dict())
+    timings["open"] = float(getattr(slide, "open_seconds", 0.0))
+    timings["total"] = time.perf_counter() - started
+    result = InferenceResult(
+        tumour=SlideMask(tumour, mpp),
+        probability=SlideMask(probability, mpp),
+        tissue=SlideMask(tissue, mpp),
+        tumour_area_mm2=tumour_area,
+        tissue_area_mm2=tissue_area,
+        timings=timings,
+        tiles=total_tiles,
+        device=runner.description,
+        level=level,
+        tissue_lowres=tissue_low,
+        tiles_in_grid=grid.rows * grid.cols,
+        stats={
+            "frame_cache_hit_ratio": reader.cache_hit_ratio,
+            "tissue_mpp": tissue_low.mpp,
+        },
+    )
+    logger.info(
+        "tumour %.3f mm2 of %.3f mm2 tissue; %d tiles in %.2f s (%s); %s",
+        tumour_area,
+        tissue_area,
+        total_tiles,
+        timings["total"],
+        runner.description,
+        ", ".join(f"{k} {v:.2f}" for k, v in sorted(timings.items())),
+    )
+    return result
