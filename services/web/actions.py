@@ -26,14 +26,15 @@ class ConflictError(RuntimeError):
     """The action does not fit the current state (e.g. a job of the case is still running)."""
 
 
-def rerun_job(*, session: Session, job_id: int, username: str) -> Job:
-    """A new queued job for the same slide that supersedes ``job_id``.
+def rerun_job(*, session: Session, job_id: int, username: str, slide_id: int | None = None) -> Job:
+    """A new queued job for the same slide that supersedes ``job_id`` (which must belong to
+    ``slide_id`` when given).
 
     Refused while any job of the slide is queued or running: the new one would race it.
     """
     old = session.get(Job, job_id)
-    if old is None:
-        raise NotFoundError(f"no job {job_id}")
+    if old is None or (slide_id is not None and old.slide_id != slide_id):
+        raise NotFoundError(f"no job {job_id}" + (f" in case {slide_id}" if slide_id else ""))
     active = session.scalar(
         select(Job.id).where(Job.slide_id == old.slide_id, Job.state.in_(_ACTIVE)).limit(1)
     )
@@ -64,12 +65,19 @@ def rerun_job(*, session: Session, job_id: int, username: str) -> Job:
 
 
 def resend_delivery(
-    *, session: Session, delivery_id: int, username: str, settings: DeliverySettings
+    *,
+    session: Session,
+    delivery_id: int,
+    username: str,
+    settings: DeliverySettings,
+    slide_id: int | None = None,
 ) -> Delivery:
     """Make a delivery pending again, due now, with a fresh maximum age."""
     delivery = session.get(Delivery, delivery_id)
-    if delivery is None:
-        raise NotFoundError(f"no delivery {delivery_id}")
+    if delivery is None or (slide_id is not None and delivery.result.job.slide_id != slide_id):
+        raise NotFoundError(
+            f"no delivery {delivery_id}" + (f" in case {slide_id}" if slide_id else "")
+        )
     if delivery.state == DeliveryState.SENDING:
         raise ConflictError(f"delivery {delivery_id} is being sent right now")
     now = datetime.now(UTC)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from unitumour_dicom.db import (
     Association,
@@ -102,7 +102,8 @@ def _case_query(filters: CaseFilters) -> Select[Any]:
     if filters.state:
         stmt = stmt.where(case_state == filters.state)
     if filters.model_id is not None:
-        ran = select(Job.id).where(Job.slide_id == Slide.id, Job.model_id == filters.model_id)
+        other = aliased(Job)
+        ran = select(other.id).where(other.slide_id == Slide.id, other.model_id == filters.model_id)
         stmt = stmt.where(ran.exists())
     return stmt
 

@@ -314,9 +314,9 @@ def rerun_form(
     _admin_only(user)
     check_form_csrf(request, csrf_token)
     with ctx.runtime.session() as db:
-        job = actions.rerun_job(session=db, job_id=job_id, username=user.username)
-        if job.slide_id != slide_id:
-            raise cases.NotFoundError(f"job {job_id} is not a job of case {slide_id}")
+        job = actions.rerun_job(
+            session=db, job_id=job_id, username=user.username, slide_id=slide_id
+        )
         new_id = job.id
     actions.dispatch(ctx.dispatch_job, new_id, "job")
     return RedirectResponse(f"/cases/{slide_id}?done=rerun#jobs", status_code=303)
@@ -334,13 +334,12 @@ def resend_form(
     _admin_only(user)
     check_form_csrf(request, csrf_token)
     with ctx.runtime.session() as db:
-        delivery = actions.resend_delivery(
+        actions.resend_delivery(
             session=db,
             delivery_id=delivery_id,
             username=user.username,
             settings=ctx.settings.delivery,
+            slide_id=slide_id,
         )
-        if delivery.result.job.slide_id != slide_id:
-            raise cases.NotFoundError(f"delivery {delivery_id} is not of case {slide_id}")
     actions.dispatch(ctx.dispatch_delivery, delivery_id, "delivery")
     return RedirectResponse(f"/cases/{slide_id}?done=resend#deliveries", status_code=303)

@@ -9,7 +9,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,16 +58,14 @@ def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
-@pytest.fixture(scope="session")
-def phantom(tmp_path_factory: pytest.TempPathFactory) -> PhantomSlide:
+def phantom_spec(seed: int = 7) -> PhantomSpec:
     """A small phantom slide: 1024 x 768 at 0.5 µm/px, 3 levels, tiles of 256, a label."""
-    out = tmp_path_factory.mktemp("phantom")
-    spec = PhantomSpec(
+    return PhantomSpec(
         width=1024,
         height=768,
         tile_size=256,
         levels=3,
-        seed=7,
+        seed=seed,
         n_tumours=3,
         n_tissue_pieces=1,
         label=True,
@@ -76,7 +74,29 @@ def phantom(tmp_path_factory: pytest.TempPathFactory) -> PhantomSlide:
         patient_name="Phantom^Web",
         accession_number="ACC-WEB-1",
     )
-    return write_phantom_slide(out, spec)
+
+
+@pytest.fixture(scope="session")
+def phantom(tmp_path_factory: pytest.TempPathFactory) -> PhantomSlide:
+    return write_phantom_slide(tmp_path_factory.mktemp("phantom"), phantom_spec())
+
+
+@pytest.fixture(scope="session")
+def phantoms(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[[int], tuple[PhantomSlide, list[Path]]]:
+    """More slides with UIDs of their own (by seed), each with its SEG, made once."""
+    made: dict[int, tuple[PhantomSlide, list[Path]]] = {}
+
+    def get(seed: int) -> tuple[PhantomSlide, list[Path]]:
+        if seed not in made:
+            slide = write_phantom_slide(
+                tmp_path_factory.mktemp(f"phantom{seed}"), phantom_spec(seed)
+            )
+            made[seed] = (slide, make_seg_pyramid(slide, tmp_path_factory.mktemp(f"seg{seed}")))
+        return made[seed]
+
+    return get
 
 
 def _level_mpp(ds: pydicom.Dataset) -> float:
