@@ -39,43 +39,40 @@ def salt_for(seed: int, *parts: int) -> int:
     return int(hash_uniform(ix, iy, 0x5EED)[0] * (1 << 53))
 
 
-def _interpolation_matrix(coords: np.ndarray, scale: float) -> tuple[np.ndarray, int]:
-    """Rows: smoothstep-weighted linear interpolation from lattice nodes to ``coords``.
-
-    Returns the (len(coords), n_nodes) matrix and the index of the first lattice node.
-    """
+def _interpolation_weights(
+    coords: np.ndarray, scale: float
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Lattice node below each coordinate (relative to the first), the smoothstep weight of
+    the node above, the first node's index and the number of nodes spanned."""
     u = coords / scale
     i0 = np.floor(u).astype(np.int64)
     first = int(i0.min())
-    n_nodes = int(i0.max()) - first + 2
     t = u - i0
-    w = t * t * (3.0 - 2.0 * t)
-    m = np.zeros((coords.size, n_nodes), dtype=np.float32)
-    rows = np.arange(coords.size)
-    m[rows, i0 - first] = 1.0 - w
-    m[rows, i0 - first + 1] = w
-    return m, first
+    weight = (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+    return i0 - first, weight, first, int(i0.max()) - first + 2
 
 
 def value_noise(x_um: np.ndarray, y_um: np.ndarray, scale_um: float, salt: int) -> np.ndarray:
     """Smooth noise in [0, 1) on the grid ``y_um[:, None], x_um[None, :]``.
 
-    Lattice values hashed from node indices are interpolated separably, which is two small
-    matrix products per tile instead of four gathers per pixel. Where the lattice is finer
-    than the pixel spacing the noise averages out within a pixel, so its mean (0.5) is
-    returned rather than aliased values from a lattice of millions of nodes.
+    Lattice values hashed from node indices are interpolated separably: first along y for
+    each lattice column, then along x, a few passes over the tile and no BLAS (whose thread
+    pool costs more than it saves on arrays this small). Where the lattice is finer than the
+    pixel spacing the noise averages out within a pixel, so its mean (0.5) is returned
+    rather than aliased values from a lattice of millions of nodes.
     """
     x = np.asarray(x_um, dtype=np.float64)
     y = np.asarray(y_um, dtype=np.float64)
     spacing = max(_spacing(x), _spacing(y))
     if scale_um < 1.5 * spacing:
         return np.full((y.size, x.size), 0.5, dtype=np.float32)
-    mx, fx = _interpolation_matrix(x, scale_um)
-    my, fy = _interpolation_matrix(y, scale_um)
-    nodes_x = np.arange(fx, fx + mx.shape[1])
-    nodes_y = np.arange(fy, fy + my.shape[1])
+    ix, wx, fx, nx = _interpolation_weights(x, scale_um)
+    iy, wy, fy, ny = _interpolation_weights(y, scale_um)
+    nodes_x = np.arange(fx, fx + nx)
+    nodes_y = np.arange(fy, fy + ny)
     lattice = hash_uniform(nodes_x[None, :], nodes_y[:, None], salt).astype(np.float32)
-    return my @ lattice @ mx.T
+    along_y = lattice[iy] + wy[:, None] * (lattice[iy + 1] - lattice[iy])
+    return along_y[:, ix] + wx[None, :] * (along_y[:, ix + 1] - along_y[:, ix])
 
 
 def _spacing(coords: np.ndarray) -> float:
