@@ -46,6 +46,12 @@ CONTENT_SECURITY_POLICY = (
     "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+#: The viewer page and the viewer's own files (its decoder worker takes the CSP of its script's
+#: response): dicom-microscopy-viewer's WebAssembly codecs are emscripten builds whose glue
+#: code evaluates strings, so these, and only these, also allow 'unsafe-eval'.
+VIEWER_CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY.replace(
+    "script-src 'self' 'wasm-unsafe-eval'", "script-src 'self' 'unsafe-eval' 'wasm-unsafe-eval'"
+)
 _CACHEABLE_PREFIXES = ("/static/", "/viewer-lib/")
 _NO_COOKIE_PREFIXES = ("/static/", "/viewer-lib/", "/healthz", "/readyz", "/metrics")
 
@@ -141,6 +147,8 @@ def create_app(
                 samesite="lax",
             )
         headers = response.headers
+        if path.startswith("/viewer-lib/"):
+            headers.setdefault("Content-Security-Policy", VIEWER_CONTENT_SECURITY_POLICY)
         headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("X-Frame-Options", "DENY")

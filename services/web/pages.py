@@ -282,7 +282,7 @@ def overlay_response(request: Request, ctx: WebContext, db: Session, slide_id: i
 def viewer_page(request: Request, ctx: Ctx, db: Db, user: PageUser, slide_id: Id) -> Response:
     slide = cases.load_slide(db, slide_id)
     _job, result = cases.latest_result(slide)
-    return render(
+    response = render(
         request,
         ctx,
         "viewer.html",
@@ -292,6 +292,10 @@ def viewer_page(request: Request, ctx: Ctx, db: Db, user: PageUser, slide_id: Id
         viewer_missing=ctx.viewer.missing,
         viewer_root=str(ctx.viewer.root),
     )
+    from .app import VIEWER_CONTENT_SECURITY_POLICY
+
+    response.headers["Content-Security-Policy"] = VIEWER_CONTENT_SECURITY_POLICY
+    return response
 
 
 # -- admin actions -----------------------------------------------------------------------
