@@ -56,10 +56,14 @@ def phantom(phantoms: Callable[..., PhantomSlide]) -> PhantomSlide:
     return phantoms()
 
 
-def listener_settings(settings: Settings, **listener: Any) -> Settings:
+def listener_settings(
+    settings: Settings, *, store: dict[str, Any] | None = None, **listener: Any
+) -> Settings:
     """The test settings with the listener section replaced (test defaults plus overrides)."""
-    section = ListenerSettings(**{**TEST_LISTENER, **listener})
-    return settings.model_copy(update={"listener": section})
+    update: dict[str, Any] = {"listener": ListenerSettings(**{**TEST_LISTENER, **listener})}
+    if store:
+        update["store"] = settings.store.model_copy(update=store)
+    return settings.model_copy(update=update)
 
 
 @pytest.fixture
@@ -69,8 +73,13 @@ def start_listener(
     """start_listener(runtime, **listener_settings) -> a running listener, stopped afterwards."""
     running: list[ListenerService] = []
 
-    def start(runtime: Runtime, on_jobs_created: Any = None, **listener: Any) -> Listening:
-        settings = listener_settings(runtime.settings, **listener)
+    def start(
+        runtime: Runtime,
+        on_jobs_created: Any = None,
+        store: dict[str, Any] | None = None,
+        **listener: Any,
+    ) -> Listening:
+        settings = listener_settings(runtime.settings, store=store, **listener)
         rt = Runtime(settings)
         service = ListenerService(rt, on_jobs_created=on_jobs_created)
         host, port = service.start()

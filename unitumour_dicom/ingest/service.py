@@ -80,6 +80,8 @@ class ListenerService:
 
     def stop(self, grace_s: float | None = None) -> None:
         """Finish associations in flight (up to the grace time), then stop settling."""
+        if self._settler is None:
+            return
         self.scp.stop(grace_s)
         self._stop.set()
         if self._settler is not None:
