@@ -113,11 +113,11 @@ class SlidePlacement:
 
 
 def volume_placement(spec: PhantomSpec, level: int) -> SlidePlacement:
-    """The pyramid is centred across the glass and ends just short of the label."""
+    """The pyramid is centred on the glass between its far end and the label."""
     width_mm = spec.width * spec.mpp / 1000
     height_mm = spec.height * spec.mpp / 1000
     x0 = max((SLIDE_WIDTH_MM + height_mm) / 2, height_mm)
-    y0 = max(SLIDE_LENGTH_MM - LABEL_LENGTH_MM - 1.0, width_mm)
+    y0 = max((SLIDE_LENGTH_MM - LABEL_LENGTH_MM + width_mm) / 2, width_mm)
     columns, rows = spec.level_sizes[level]
     return SlidePlacement(x0, y0, spec.level_mpps[level] / 1000, columns, rows)
 

@@ -52,22 +52,25 @@ def _interpolation_weights(
     return i0 - first, weight, first, int(i0.max()) - first + 2
 
 
-def value_noise(x_um: np.ndarray, y_um: np.ndarray, scale_um: float, salt: int) -> np.ndarray:
+def value_noise(
+    x_um: np.ndarray, y_um: np.ndarray, scale_um: float | tuple[float, float], salt: int
+) -> np.ndarray:
     """Smooth noise in [0, 1) on the grid ``y_um[:, None], x_um[None, :]``.
 
     Lattice values hashed from node indices are interpolated separably: first along y for
     each lattice column, then along x, a few passes over the tile and no BLAS (whose thread
     pool costs more than it saves on arrays this small). Where the lattice is finer than the
     pixel spacing the noise averages out within a pixel, so its mean (0.5) is returned
-    rather than aliased values from a lattice of millions of nodes.
+    rather than aliased values from a lattice of millions of nodes. ``scale_um`` may be a
+    pair (x, y) for streaks along one axis.
     """
     x = np.asarray(x_um, dtype=np.float64)
     y = np.asarray(y_um, dtype=np.float64)
-    spacing = max(_spacing(x), _spacing(y))
-    if scale_um < 1.5 * spacing:
+    scale_x, scale_y = scale_um if isinstance(scale_um, tuple) else (scale_um, scale_um)
+    if min(scale_x, scale_y) < 1.5 * max(_spacing(x), _spacing(y)):
         return np.full((y.size, x.size), 0.5, dtype=np.float32)
-    ix, wx, fx, nx = _interpolation_weights(x, scale_um)
-    iy, wy, fy, ny = _interpolation_weights(y, scale_um)
+    ix, wx, fx, nx = _interpolation_weights(x, scale_x)
+    iy, wy, fy, ny = _interpolation_weights(y, scale_y)
     nodes_x = np.arange(fx, fx + nx)
     nodes_y = np.arange(fy, fy + ny)
     lattice = hash_uniform(nodes_x[None, :], nodes_y[:, None], salt).astype(np.float32)

@@ -55,7 +55,8 @@ TUMOUR_PNG = "tumour_mask.png"
 TISSUE_PNG = "tissue_mask.png"
 #: Longest side of the ground-truth PNGs, in pixels.
 GROUND_TRUTH_MAX_SIDE = 2048
-_RASTER_CHUNK_PIXELS = 1 << 22
+#: Pixels evaluated at once when rasterising: about 6 float32 temporaries of this size.
+_RASTER_CHUNK_PIXELS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,7 @@ def rasterise(scene: Scene, mpp: float, what: str) -> SlideMask:
         raise ValueError(f"mpp must be a positive number, not {mpp!r}")
     if what not in ("tumour", "tissue"):
         raise ValueError(f"what must be 'tumour' or 'tissue', not {what!r}")
-    width = math.ceil(scene.width_um / mpp - 1e-9)
-    height = math.ceil(scene.height_um / mpp - 1e-9)
+    height, width = raster_shape(scene, mpp)
     test = scene.tumour_mask if what == "tumour" else scene.tissue_mask
     out = np.zeros((height, width), dtype=bool)
     x_um = (np.arange(width, dtype=np.float64) + 0.5) * mpp
@@ -143,6 +143,11 @@ def default_workers() -> int:
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
     return max(1, min(8, cpus))
+
+
+def raster_shape(scene: Scene, mpp: float) -> tuple[int, int]:
+    """(rows, columns) of a grid of pixel size ``mpp`` that covers the whole slide."""
+    return math.ceil(scene.height_um / mpp - 1e-9), math.ceil(scene.width_um / mpp - 1e-9)
 
 
 def ground_truth_mpp(spec: PhantomSpec) -> float:
@@ -410,7 +415,7 @@ def _write_ground_truth(slide: PhantomSlide) -> None:
 
 def _manifest(slide: PhantomSlide) -> dict[str, Any]:
     spec = slide.spec
-    gt_mask = rasterise(slide.scene, slide.ground_truth_mpp, "tumour")
+    gt_rows, gt_columns = raster_shape(slide.scene, slide.ground_truth_mpp)
 
     def rel(path: Path | None) -> str | None:
         return path.name if path is not None else None
@@ -440,8 +445,8 @@ def _manifest(slide: PhantomSlide) -> dict[str, Any]:
             "geometry": "pixel (r, c) covers [c, c+1) x [r, r+1) * mpp micrometres from the "
             "top-left corner of the base level's total pixel matrix; 255 = inside",
             "mpp": slide.ground_truth_mpp,
-            "width": gt_mask.shape[1],
-            "height": gt_mask.shape[0],
+            "width": gt_columns,
+            "height": gt_rows,
             "tumour_mask": TUMOUR_PNG,
             "tissue_mask": TISSUE_PNG,
         },

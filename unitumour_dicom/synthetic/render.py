@@ -31,43 +31,73 @@ NUCLEUS_DETAIL_MAX_MPP = 2.0
 
 
 @dataclass(frozen=True)
-class NucleusLattice:
-    """Nuclei on a jittered square lattice: at most one per cell, drawn as ellipses."""
+class EllipseLattice:
+    """Ellipses on a jittered square lattice, at most one per cell: nuclei or gland lumens.
+
+    ``region`` says where a cell's ellipse may lie: in non-tumour tissue or in tumour, with
+    its centre at least ``clearance`` times its long semi-axis (plus ``clearance_um``) from
+    that region's edge.
+    """
 
     salt: int
     cell_um: float
     presence: float
     semi_axis_um: tuple[float, float]  # range of the long semi-axis
     aspect: tuple[float, float]  # range of short / long
-    darkness: tuple[float, float]  # range of haematoxylin density of the nucleus, 0..1
+    density: tuple[float, float]  # range of the ellipse's value, 0..1
+    region: str  # "normal" or "tumour"
+    clearance: float = 1.0
+    clearance_um: float = 0.0
     jitter: float = 0.45  # fraction of a cell
 
     @property
     def mean_coverage(self) -> float:
-        """Mean fraction of area covered by nuclei, weighted by their darkness."""
+        """Mean fraction of area covered, weighted by density."""
         a = sum(self.semi_axis_um) / 2
         b = a * sum(self.aspect) / 2
-        return self.presence * np.pi * a * b / self.cell_um**2 * sum(self.darkness) / 2
+        return self.presence * np.pi * a * b / self.cell_um**2 * sum(self.density) / 2
+
+    @property
+    def reach_um(self) -> float:
+        """How far from its cell an ellipse may reach."""
+        return self.semi_axis_um[1] + self.jitter * self.cell_um
 
 
-NORMAL_NUCLEI = NucleusLattice(
+NORMAL_NUCLEI = EllipseLattice(
     salt=101,
     cell_um=15.0,
     presence=0.5,
     semi_axis_um=(2.2, 3.4),
     aspect=(0.35, 0.75),
-    darkness=(0.55, 0.8),
+    density=(0.55, 0.8),
+    region="normal",
 )
-TUMOUR_NUCLEI = NucleusLattice(
+TUMOUR_NUCLEI = EllipseLattice(
     salt=202,
     cell_um=9.5,
     presence=0.9,
     semi_axis_um=(3.2, 4.6),
     aspect=(0.7, 1.0),
-    darkness=(0.85, 1.0),
+    density=(0.85, 1.0),
+    region="tumour",
+    clearance=0.5,
+)
+#: Gland lumens of adenocarcinoma: clear spaces among the crowded tumour cells.
+TUMOUR_LUMENS = EllipseLattice(
+    salt=303,
+    cell_um=48.0,
+    presence=0.55,
+    semi_axis_um=(6.0, 13.0),
+    aspect=(0.55, 1.0),
+    density=(0.85, 1.0),
+    region="tumour",
+    clearance=1.0,
+    clearance_um=8.0,
+    jitter=0.3,
 )
 
 NUCLEUS_HAEMATOXYLIN = 1.05  # haematoxylin concentration of the darkest nucleus
+NUCLEUS_CORE = (0.7, 0.8)  # a nucleus's paler core: its size and density relative to the rim
 
 
 def pixel_centres_um(start: int, count: int, mpp: float) -> np.ndarray:
@@ -111,7 +141,7 @@ def render_region(
         dx = (x_um - edge.x_um).astype(np.float32)
         line = np.exp(-((dx / max(edge.width_um, mpp)) ** 2))
         beyond = np.maximum(dx, 0.0)
-        shadow = np.where(dx > 0, 0.02 + 0.04 * np.exp(-beyond / (edge.width_um * 6)), 0.0)
+        shadow = np.where(dx > 0, 0.05 * np.exp(-beyond / (edge.width_um * 8)), 0.0)
         od += ((line + shadow)[None, :, None] * COVERSLIP_EDGE_OD).astype(np.float32)
 
     rgb = 255.0 * np.power(np.float32(10.0), -od)
@@ -133,100 +163,122 @@ def _add_tissue(
     tissue = np.clip(scene.tissue_distance(xg, yg, soft) / (2 * soft) + 0.5, 0.0, 1.0)
     tumour_soft = max(4.0, mpp)
     tumour = np.clip(scene.tumour_distance(xg, yg, tumour_soft) / (2 * tumour_soft) + 0.5, 0.0, 1.0)
-    fibre = fractal_noise(x_um, y_um, 30.0, 3, salt_for(seed, 11))
+    patches = fractal_noise(x_um, y_um, 30.0, 3, salt_for(seed, 11))
+    fibres = value_noise(x_um, y_um, (45.0, 3.5), salt_for(seed, 14))
     fine = value_noise(x_um, y_um, 2.5, salt_for(seed, 12))
-    # Loose stroma has pale gaps between collagen bundles; tumour nests are more uniform.
-    eosin = (0.09 + 0.36 * fibre**1.5) * (1 - tumour) + (0.16 + 0.10 * fibre) * tumour
+    # Collagen bundles in stroma: streaks in patches, with pale loose gaps between them;
+    # tumour nests are more uniform and their cytoplasm is more basophilic.
+    stroma_eosin = 0.07 + 0.26 * patches**1.5 + 0.16 * fibres * patches
+    eosin = stroma_eosin * (1 - tumour) + (0.16 + 0.10 * patches) * tumour
     haem = (0.03 + 0.03 * fine) * (1 - tumour) + (0.10 + 0.06 * fine) * tumour
 
     if mpp <= NUCLEUS_DETAIL_MAX_MPP:
-        nuclei = _draw_nuclei(scene, x_um, y_um, mpp, seed)
-        chromatin = 0.75 + 0.5 * value_noise(x_um, y_um, 0.9, salt_for(seed, 13))
-        nuclei *= chromatin
+        nuclei = _draw(scene, (NORMAL_NUCLEI, TUMOUR_NUCLEI), x_um, y_um, mpp, seed, NUCLEUS_CORE)
+        nuclei *= 0.75 + 0.5 * value_noise(x_um, y_um, 0.9, salt_for(seed, 13))  # chromatin
+        lumens = _draw(scene, (TUMOUR_LUMENS,), x_um, y_um, mpp, seed)
     else:
         nuclei = NORMAL_NUCLEI.mean_coverage * (1 - tumour) + TUMOUR_NUCLEI.mean_coverage * tumour
+        lumens = TUMOUR_LUMENS.mean_coverage * tumour
     haem += NUCLEUS_HAEMATOXYLIN * nuclei
     eosin = eosin * (1 - 0.6 * np.clip(nuclei, 0, 1))
-    od += (tissue * haem)[..., None] * HAEMATOXYLIN_OD
-    od += (tissue * eosin)[..., None] * EOSIN_OD
+    stained = tissue * (1 - 0.92 * lumens)  # a lumen holds only faint secretion
+    od += (stained * haem)[..., None] * HAEMATOXYLIN_OD
+    od += (stained * eosin)[..., None] * EOSIN_OD
 
 
-def _draw_nuclei(
-    scene: Scene, x_um: np.ndarray, y_um: np.ndarray, mpp: float, seed: int
+def _draw(
+    scene: Scene,
+    lattices: tuple[EllipseLattice, ...],
+    x_um: np.ndarray,
+    y_um: np.ndarray,
+    mpp: float,
+    seed: int,
+    core: tuple[float, float] | None = None,
 ) -> np.ndarray:
-    """Nuclear density in [0, 1] on the region, nuclei drawn with anti-aliased ellipses."""
-    h, w = len(y_um), len(x_um)
-    canvas = np.zeros((h, w), dtype=np.uint8)
+    """The lattices' ellipses, anti-aliased, as values in [0, 1] on the region.
+
+    ``core`` (size, value) draws a paler core inside each ellipse, the rim-dark look of a
+    nucleus whose chromatin lines its membrane.
+    """
+    canvas = np.zeros((len(y_um), len(x_um)), dtype=np.uint8)
     left_px = float(x_um[0]) / mpp - 0.5  # global pixel index of the region's first column
     top_px = float(y_um[0]) / mpp - 0.5
-    for lattice in (NORMAL_NUCLEI, TUMOUR_NUCLEI):
-        _draw_lattice(canvas, lattice, scene, x_um, y_um, mpp, seed, left_px, top_px)
+    shift = 4
+    one = 1 << shift
+    for lattice in lattices:
+        for cx, cy, a, b, angle, value in _ellipses(lattice, scene, x_um, y_um, mpp, seed):
+            centre = (
+                round((cx / mpp - 0.5 - left_px) * one),
+                round((cy / mpp - 0.5 - top_px) * one),
+            )
+            layers = [(1.0, value)] if core is None else [(1.0, value), (core[0], value * core[1])]
+            for size, level in layers:
+                axes = (max(round(a * size / mpp * one), 1), max(round(b * size / mpp * one), 1))
+                cv2.ellipse(
+                    canvas,
+                    centre,
+                    axes,
+                    angle,
+                    0.0,
+                    360.0,
+                    round(255 * level),
+                    thickness=-1,
+                    lineType=cv2.LINE_AA,
+                    shift=shift,
+                )
     return canvas.astype(np.float32) * np.float32(1 / 255)
 
 
-def _draw_lattice(
-    canvas: np.ndarray,
-    lattice: NucleusLattice,
+def _ellipses(
+    lattice: EllipseLattice,
     scene: Scene,
     x_um: np.ndarray,
     y_um: np.ndarray,
     mpp: float,
     seed: int,
-    left_px: float,
-    top_px: float,
-) -> None:
+) -> list[tuple[float, float, float, float, float, float]]:
+    """(cx, cy, a, b in micrometres, angle in degrees, value) of the ellipses that may touch
+    the region, in lattice order (which fixes which of two overlapping ones is on top)."""
     cell = lattice.cell_um
-    reach = lattice.semi_axis_um[1] + lattice.jitter * cell + mpp
+    reach = lattice.reach_um + mpp
     ix = np.arange(
         int(np.floor((x_um[0] - reach) / cell)), int(np.floor((x_um[-1] + reach) / cell)) + 1
     )
     iy = np.arange(
         int(np.floor((y_um[0] - reach) / cell)), int(np.floor((y_um[-1] + reach) / cell)) + 1
     )
-    gx, gy = np.meshgrid(ix, iy)
-    gx, gy = gx.ravel(), gy.ravel()
+    gx, gy = (g.ravel() for g in np.meshgrid(ix, iy))
     salt = salt_for(seed, lattice.salt)
-
-    def u(k: int) -> np.ndarray:
-        return hash_uniform(gx, gy, salt + k)
-
-    present = u(0) < lattice.presence
+    present = hash_uniform(gx, gy, salt) < lattice.presence
     if not present.any():
-        return
-    cx = (gx + 0.5 + (u(1) - 0.5) * 2 * lattice.jitter) * cell
-    cy = (gy + 0.5 + (u(2) - 0.5) * 2 * lattice.jitter) * cell
+        return []
+    gx, gy = gx[present], gy[present]
+    u = [hash_uniform(gx, gy, salt + k) for k in range(1, 7)]
+    cx = (gx + 0.5 + (u[0] - 0.5) * 2 * lattice.jitter) * cell
+    cy = (gy + 0.5 + (u[1] - 0.5) * 2 * lattice.jitter) * cell
     lo, hi = lattice.semi_axis_um
-    a = lo + (hi - lo) * u(3)
-    b = a * (lattice.aspect[0] + (lattice.aspect[1] - lattice.aspect[0]) * u(4))
-    angle = 180.0 * u(5)
-    dark = lattice.darkness[0] + (lattice.darkness[1] - lattice.darkness[0]) * u(6)
-
-    keep = np.flatnonzero(present)
-    cx, cy, a, b, angle, dark = (v[keep] for v in (cx, cy, a, b, angle, dark))
-    # Exact up to the largest nucleus: that is as far as the tests below look.
-    tissue_d = scene.tissue_distance(cx, cy, hi)
-    tumour_d = scene.tumour_distance(cx, cy, hi)
-    if lattice is TUMOUR_NUCLEI:
-        inside = (tumour_d > 0) & (tissue_d > 0.5 * a)
+    a = lo + (hi - lo) * u[2]
+    b = a * (lattice.aspect[0] + (lattice.aspect[1] - lattice.aspect[0]) * u[3])
+    angle = 180.0 * u[4]
+    value = lattice.density[0] + (lattice.density[1] - lattice.density[0]) * u[5]
+    # Exact up to the farthest clearance looked at: beyond, only the sign is needed.
+    margin = lattice.clearance * hi + lattice.clearance_um
+    clearance = lattice.clearance * a + lattice.clearance_um
+    tissue_d = scene.tissue_distance(cx, cy, margin)
+    tumour_d = scene.tumour_distance(cx, cy, margin)
+    if lattice.region == "tumour":
+        inside = (tumour_d > clearance) & (tissue_d > clearance)
     else:
-        inside = (tumour_d <= 0) & (tissue_d > a)
-    shift = 4
-    one = 1 << shift
-    for j in np.flatnonzero(inside):
-        centre = (
-            round((cx[j] / mpp - 0.5 - left_px) * one),
-            round((cy[j] / mpp - 0.5 - top_px) * one),
+        inside = (tumour_d <= 0) & (tissue_d > clearance)
+    keep = np.flatnonzero(inside)
+    return list(
+        zip(
+            cx[keep].tolist(),
+            cy[keep].tolist(),
+            a[keep].tolist(),
+            b[keep].tolist(),
+            angle[keep].tolist(),
+            value[keep].tolist(),
+            strict=True,
         )
-        axes = (max(round(a[j] / mpp * one), 1), max(round(b[j] / mpp * one), 1))
-        cv2.ellipse(
-            canvas,
-            centre,
-            axes,
-            float(angle[j]),
-            0.0,
-            360.0,
-            round(255 * dark[j]),
-            thickness=-1,
-            lineType=cv2.LINE_AA,
-            shift=shift,
-        )
+    )

@@ -301,7 +301,7 @@ def _place_tumour(rng: np.random.Generator, piece: Blob) -> Blob:
     distance = piece.radius_um * float(rng.uniform(0.1, 0.55))
     cx = piece.cx_um + distance * math.cos(angle)
     cy = piece.cy_um + distance * math.sin(angle)
-    radius = piece.radius_um * float(rng.uniform(0.2, 0.34))
+    radius = piece.radius_um * float(rng.uniform(0.24, 0.42))
     return Blob(round(cx, 3), round(cy, 3), round(radius, 3), _harmonics(rng, 1.3))
 
 
