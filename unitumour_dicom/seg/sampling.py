@@ -81,6 +81,9 @@ class LevelSampler:
             self.col_unique.size
             and self.col_unique[-1] - self.col_unique[0] + 1 == self.col_unique.size
         )
+        # Each level column inside the mask reads its own mask column (no column repeats):
+        # tiles are plain slices of the block.
+        self.cols_one_to_one = self.cols_contiguous and self.col_unique.size == inside.size
         self.row_has_values = (
             row_has_values if row_has_values is not None else rows_with_values(mask, convert)
         )
@@ -111,6 +114,7 @@ class LevelSampler:
             block = self.mask.array[np.ix_(row_unique, self.col_unique)]
         block = self.convert(block)
         col_has_values = block.any(axis=0)
+        expanded: np.ndarray | None = None  # block with one row per level row, made once
         for tile_col in range(level.tiles_across):
             c_start = tile_col * tc
             c_end = min(c_start + tc, level.columns)
@@ -118,13 +122,24 @@ class LevelSampler:
             if ca >= cb:
                 yield None
                 continue
-            cols = self.col_inverse[ca - self.col_first : cb - self.col_first]
-            if not col_has_values[cols].any():
+            if self.cols_one_to_one:
+                cols: slice | np.ndarray = slice(ca - self.col_first, cb - self.col_first)
+                empty = not col_has_values[cols].any()
+            else:
+                cols = self.col_inverse[ca - self.col_first : cb - self.col_first]
+                empty = not col_has_values[cols].any()
+            if empty:
+                yield None
+                continue
+            if expanded is None:
+                expanded = block if row_unique.size == rows.size else block[row_inverse]
+            values = expanded[:, cols] if isinstance(cols, slice) else expanded.take(cols, axis=1)
+            if not values.any():
                 yield None
                 continue
             tile = np.zeros((tr, tc), dtype=np.uint8)
-            tile[a - r0 : b - r0, ca - c_start : cb - c_start] = block[np.ix_(row_inverse, cols)]
-            yield tile if tile.any() else None
+            tile[a - r0 : b - r0, ca - c_start : cb - c_start] = values
+            yield tile
 
 
 def rows_with_values(mask: SlideMask, convert: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
