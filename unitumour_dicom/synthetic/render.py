@@ -146,7 +146,7 @@ def render_region(
 
     rgb = 255.0 * np.power(np.float32(10.0), -od)
     if rng is not None:
-        rgb += rng.normal(0.0, 1.2, size=(h, w, 1)).astype(np.float32)
+        rgb += rng.normal(0.0, 1.5, size=(h, w, 1)).astype(np.float32)
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
@@ -166,10 +166,14 @@ def _add_tissue(
     patches = fractal_noise(x_um, y_um, 30.0, 3, salt_for(seed, 11))
     fibres = value_noise(x_um, y_um, (45.0, 3.5), salt_for(seed, 14))
     fine = value_noise(x_um, y_um, 2.5, salt_for(seed, 12))
+    # Fine grain (fibrils, granular cytoplasm): what gives real tissue its high frequencies.
+    grain = 0.6 * value_noise(x_um, y_um, (4.0, 1.1), salt_for(seed, 15)) + 0.4 * value_noise(
+        x_um, y_um, 0.6, salt_for(seed, 16)
+    )
     # Collagen bundles in stroma: streaks in patches, with pale loose gaps between them;
     # tumour nests are more uniform and their cytoplasm is more basophilic.
     stroma_eosin = 0.07 + 0.26 * patches**1.5 + 0.16 * fibres * patches
-    eosin = stroma_eosin * (1 - tumour) + (0.16 + 0.10 * patches) * tumour
+    eosin = (stroma_eosin * (1 - tumour) + (0.16 + 0.10 * patches) * tumour) * (0.6 + 0.8 * grain)
     haem = (0.03 + 0.03 * fine) * (1 - tumour) + (0.10 + 0.06 * fine) * tumour
 
     if mpp <= NUCLEUS_DETAIL_MAX_MPP:
