@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import highdicom as hd
-import numpy as np
 import pydicom
 import pytest
 import uvicorn
@@ -27,6 +25,7 @@ from unitumour_services.web.viewer_assets import fetch_viewer
 
 from unitumour_dicom import users
 from unitumour_dicom.config import Settings
+from unitumour_dicom.config.sections import SegSettings
 from unitumour_dicom.db import (
     Association,
     Delivery,
@@ -42,6 +41,8 @@ from unitumour_dicom.db import (
     record_event,
 )
 from unitumour_dicom.runtime import Runtime
+from unitumour_dicom.seg import AlgorithmInfo, write_seg_pyramid
+from unitumour_dicom.store import FileStore
 from unitumour_dicom.synthetic import PhantomSlide, PhantomSpec, write_phantom_slide
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -99,59 +100,26 @@ def phantoms(
     return get
 
 
-def _level_mpp(ds: pydicom.Dataset) -> float:
-    spacing = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing
-    return float(spacing[1]) * 1000.0
-
-
 def make_seg_pyramid(phantom: PhantomSlide, out: Path) -> list[Path]:
-    """One BINARY TILED_FULL SEG instance per pyramid level of the phantom, of its tumour
-    ground truth, on the slide's frame of reference (one series)."""
-    out.mkdir(parents=True, exist_ok=True)
-    series_uid = hd.UID()
-    paths = []
-    for level, level_paths in enumerate(phantom.level_paths):
-        source = pydicom.dcmread(level_paths[0], stop_before_pixels=True)
-        rows, cols = int(source.TotalPixelMatrixRows), int(source.TotalPixelMatrixColumns)
-        truth = phantom.tumour_mask(_level_mpp(source)).array
-        mask = np.zeros((rows, cols), np.uint8)
-        h, w = min(rows, truth.shape[0]), min(cols, truth.shape[1])
-        mask[:h, :w] = truth[:h, :w]
-        description = hd.seg.SegmentDescription(
-            segment_number=1,
-            segment_label="Tumour",
-            segmented_property_category=hd.sr.CodedConcept(
-                "49755003", "SCT", "Morphologically abnormal structure"
-            ),
-            segmented_property_type=hd.sr.CodedConcept("108369006", "SCT", "Neoplasm"),
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=hd.AlgorithmIdentificationSequence(
-                name="ground truth",
-                version="1",
-                family=hd.sr.CodedConcept("123109", "DCM", "Manual Processing"),
-            ),
-        )
-        seg = hd.seg.Segmentation(
-            source_images=[source],
-            pixel_array=mask[None],
-            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-            segment_descriptions=[description],
-            series_instance_uid=series_uid,
-            series_number=900,
-            sop_instance_uid=hd.UID(),
-            instance_number=level + 1,
-            manufacturer="UniTumour tests",
-            manufacturer_model_name="web fixture",
-            software_versions="1",
-            device_serial_number="1",
-            tile_pixel_array=True,
-            omit_empty_frames=False,
-            dimension_organization_type=hd.DimensionOrganizationTypeValues.TILED_FULL,
-        )
-        path = out / f"seg-level{level}.dcm"
-        seg.save_as(path)
-        paths.append(path)
-    return paths
+    """The SEG pyramid that the pipeline sends for this slide, written by the project's SEG
+    writer (BINARY, one instance per pyramid level, on the slide's frame of reference), of
+    the phantom's tumour ground truth at 1 µm/px, as a model would hand it over."""
+    store = FileStore(out)
+    volume = [
+        pydicom.dcmread(path, stop_before_pixels=True)
+        for level in phantom.level_paths
+        for path in level
+    ]
+    pyramid = write_seg_pyramid(
+        source_datasets=volume,
+        mask=phantom.tumour_mask(1.0),
+        probability=None,
+        algorithm=AlgorithmInfo(name="unet-test", version="1.2.0"),
+        settings=SegSettings(),
+        uid_seed=f"web-tests-{phantom.series_uid}",
+        store=store,
+    )
+    return [store.abspath(i.path) for i in sorted(pyramid.instances, key=lambda i: i.level)]
 
 
 @pytest.fixture(scope="session")
