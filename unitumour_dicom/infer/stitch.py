@@ -3,10 +3,15 @@
 Tiles arrive in raster order. Blending needs weighted sums in floating point, but only where
 tiles still overlap: a band as tall as one tile's input and as wide as the raster. When the
 grid moves to the next row of tiles, the band's top ``tile_size`` rows can receive nothing
-more; they are normalised by their summed weights, rounded to uint8 and written out, and the
-``2 * overlap`` rows the next row of tiles shares are carried over. Dividing by the summed
-weights (rather than trusting the ramps to add up to one) keeps probabilities right at the
-slide's edges and beside tiles skipped for holding no tissue.
+more; they are divided by their summed weights, rounded to uint8 and written out, and the
+``2 * overlap`` rows the next row of tiles shares are carried over.
+
+The summed weights are not stored as a second band: a tile's weights are the outer product of
+a row ramp and a column ramp, so the sum over one row of tiles is the row ramp times the sum
+of the column ramps of the tiles present in that row (one number per raster column), and a
+band row holds contributions from at most two rows of tiles. Dividing by these sums (rather
+than trusting the ramps to add up to one) keeps probabilities right at the slide's edges and
+beside tiles skipped for holding no tissue.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import numpy as np
 
 from ..slide.resample import to_uint8
 from .tiling import Tile, TileGrid
+
+_FLUSH_ROWS = 64  # rows normalised at a time, to keep temporaries small
 
 
 class BandStitcher:
@@ -28,10 +35,17 @@ class BandStitcher:
         n, h = grid.input_size, grid.overlap
         width = grid.shape[1] + 2 * h + grid.tile_size  # room for the last column's input
         self._sum = np.zeros((n, width), np.float32)
-        self._weight = np.zeros((n, width), np.float32)
+        # summed column ramps of the tiles present in the open row and in the one before
+        self._columns = np.zeros(width, np.float32)
+        self._columns_before = np.zeros(width, np.float32)
         self._row = 0  # grid row whose band is open
         self._dirty = False  # whether the open band holds any contribution
         self._finished = False
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held for blending (grows with the raster's width, not its height)."""
+        return self._sum.nbytes + self._columns.nbytes + self._columns_before.nbytes
 
     def add(self, tile: Tile, probability: np.ndarray) -> None:
         """Add one tile's probabilities (floats in [0, 1], its whole input window)."""
@@ -46,9 +60,8 @@ class BandStitcher:
             self._advance()
         # window left is tile.left - overlap; the band's column 0 is raster column -overlap
         x = tile.left
-        weights = self.grid.weights
-        self._sum[:, x : x + n] += probability * weights
-        self._weight[:, x : x + n] += weights
+        self._sum[:, x : x + n] += probability * self.grid.weights
+        self._columns[x : x + n] += self.grid.ramp
         self._dirty = True
 
     def finish(self) -> np.ndarray:
@@ -66,23 +79,35 @@ class BandStitcher:
             self._flush(t)
             carried = 2 * h
             self._sum[:carried] = self._sum[t : t + carried]
-            self._weight[:carried] = self._weight[t : t + carried]
             self._sum[carried:] = 0
-            self._weight[carried:] = 0
-            self._dirty = bool(carried) and bool(self._weight[:carried].any())
+            self._dirty = bool(carried) and bool(self._columns.any())
+        self._columns_before, self._columns = self._columns, self._columns_before
+        self._columns[:] = 0
         self._row += 1
+
+    def _weights(self, band_rows: slice) -> np.ndarray:
+        """Summed weights of band rows ``band_rows`` (all raster columns of the band)."""
+        t, ramp = self.grid.tile_size, self.grid.ramp
+        n = self.grid.input_size
+        rows = np.arange(band_rows.start, band_rows.stop)
+        weights = np.outer(ramp[rows], self._columns)
+        # band rows [0, 2h) also lie in the previous tile row's windows, at ramp positions T+y
+        shared = rows + t < n
+        if shared.any():
+            weights[shared] += np.outer(ramp[rows[shared] + t], self._columns_before)
+        return weights
 
     def _flush(self, count: int) -> None:
         """Write band rows [0, count) to the raster rows they stand for."""
         if not self._dirty or count <= 0:
             return
         t, h = self.grid.tile_size, self.grid.overlap
-        top = self._row * t - h
-        r0, r1 = max(top, 0), min(top + count, self.grid.shape[0])
-        if r0 >= r1:
-            return
         cols = self.grid.shape[1]
-        sums = self._sum[r0 - top : r1 - top, h : h + cols]
-        weights = self._weight[r0 - top : r1 - top, h : h + cols]
-        values = np.divide(sums, weights, out=np.zeros_like(sums), where=weights > 0)
-        self.out[r0:r1] = to_uint8(values * 255.0)
+        top = self._row * t - h
+        first, stop = max(top, 0) - top, min(top + count, self.grid.shape[0]) - top
+        for start in range(first, stop, _FLUSH_ROWS):
+            rows = slice(start, min(start + _FLUSH_ROWS, stop))
+            sums = self._sum[rows, h : h + cols]
+            weights = self._weights(rows)[:, h : h + cols]
+            values = np.divide(sums, weights, out=np.zeros_like(sums), where=weights > 0)
+            self.out[top + rows.start : top + rows.stop] = to_uint8(values * 255.0)

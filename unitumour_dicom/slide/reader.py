@@ -28,7 +28,10 @@ from .timing import StageTimes
 logger = logging.getLogger(__name__)
 
 BACKGROUND = 255  # what lies outside the scanned area, or in a frame a sparse level omits
-DEFAULT_CACHE_BYTES = 96 * 1024**2
+# A fixed bound, not one that grows with the slide: it holds the frames under several
+# neighbouring tiles, so horizontal neighbours never decode a frame twice; on levels up to
+# about 30 frames of 256 pixels across it also keeps the frames the next row of tiles shares.
+DEFAULT_CACHE_BYTES = 32 * 1024**2
 
 
 class FrameSource(Protocol):

@@ -1,0 +1,285 @@
+"""Whole-slide inference throughput against the model's pure forward pass, and peak memory at
+two slide sizes, measured side by side in one run.
+
+Speed: a phantom slide goes through ``segment_slide`` (tissue detection, reading, decoding,
+resampling, tiling, batching, forward, stitching, post-processing). The same model then runs
+the same number of tiles, already in memory as uint8, through the same batched forward
+(normalisation included). Both are reported in megapixels per second of kept tile area at
+the model's resolution (tiles x tile_size^2 / seconds), with their ratio (target: whole path
+within 1.3 x the pure forward's time on a CPU).
+
+Memory: each of two phantom slides (the second with 4 x the area) is segmented in a fresh
+process that samples its resident memory while ``segment_slide`` runs; the peak above the
+resident memory just before the call is compared with the bytes of the outputs at the
+model's resolution (uint8 probability, bool tumour, bool tissue): between the two sizes the
+peak should grow by no more than the outputs do.
+
+    python benchmarks/inference_throughput.py --model demo --device cpu \\
+        --speed-size 3072x3072 --memory-sizes 4096x4096,8192x8192 --json-out bench.json
+
+Phantoms are written once into --workdir (default: a temporary folder) and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    width, height = text.lower().split("x")
+    return int(width), int(height)
+
+
+def phantom(workdir: Path, size: tuple[int, int], seed: int) -> Any:
+    """A phantom slide of ``size`` base pixels at 0.5 µm/px (written once, then reused)."""
+    from unitumour_dicom.synthetic import PhantomSpec, load_phantom, write_phantom_slide
+
+    folder = workdir / f"phantom-{size[0]}x{size[1]}-seed{seed}"
+    if (folder / "phantom.json").exists():
+        return load_phantom(folder)
+    spec = PhantomSpec(
+        width=size[0], height=size[1], tile_size=256, levels=4, mpp=0.5, seed=seed,
+        n_tumours=4, label=False, overview=False,
+    )  # fmt: skip
+    start = time.perf_counter()
+    slide = write_phantom_slide(folder, spec)
+    print(f"  wrote phantom {size[0]}x{size[1]} in {time.perf_counter() - start:.1f} s", flush=True)
+    return slide
+
+
+def load(model: str, device: str) -> Any:
+    from unitumour_dicom.model import load_model, select_device
+
+    return load_model(None if model == "demo" else model, device=select_device(device))
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * PAGE
+
+
+class PeakSampler:
+    """Samples resident memory every few milliseconds in a thread; keeps the peak."""
+
+    def __init__(self, interval_s: float = 0.005) -> None:
+        self.interval_s = interval_s
+        self.peak = resident_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, resident_bytes())
+            time.sleep(self.interval_s)
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, resident_bytes())
+
+
+def pure_forward_seconds(model: Any, tiles: int, batch_size: int) -> float:
+    """Seconds for ``tiles`` tiles already in memory through the batched forward pass."""
+    from unitumour_dicom.infer import ModelRunner
+
+    runner = ModelRunner(model)
+    n = model.card.input_size
+    batch = np.random.default_rng(0).integers(0, 256, (batch_size, n, n, 3), dtype=np.uint8)
+    runner(batch[:1])  # warm-up (allocator, cuDNN autotuning)
+    if runner.cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    left = tiles
+    pending = None
+    while left > 0:
+        count = min(batch_size, left)
+        submitted = runner.submit(batch[:count])
+        if pending is not None:
+            runner.collect(pending)
+        pending = submitted
+        left -= count
+    if pending is not None:
+        runner.collect(pending)
+    return time.perf_counter() - start
+
+
+def measure_speed(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    from unitumour_dicom.infer import segment_slide
+    from unitumour_dicom.slide import open_slide
+
+    size = parse_size(args.speed_size)
+    truth = phantom(workdir, size, args.seed)
+    model = load(args.model, args.device)
+    card = model.card
+    # warm the model (and cuDNN) once before timing anything
+    pure_forward_seconds(model, 1, 1)
+    with open_slide(truth.instance_paths) as slide:
+        result = segment_slide(
+            slide, model, batch_size=args.batch_size, read_threads=args.read_threads
+        )
+    whole_s = result.timings["total"]
+    forward_s = pure_forward_seconds(model, result.tiles, args.batch_size)
+    kept_mp = result.tiles * card.tile_size**2 / 1e6
+    raster_mp = result.tumour.array.size / 1e6
+    reference = truth.tumour_mask(card.mpp).array
+    got = result.tumour.array[: reference.shape[0], : reference.shape[1]]
+    inter = np.count_nonzero(got & reference)
+    dice = 2 * inter / max(np.count_nonzero(got) + np.count_nonzero(reference), 1)
+    return {
+        "slide_base_pixels": list(size),
+        "raster_shape": list(result.tumour.shape),
+        "level_read_mpp": result.level.mpp if result.level else None,
+        "tiles": result.tiles,
+        "tiles_in_grid": result.tiles_in_grid,
+        "device": result.device,
+        "whole_path_s": whole_s,
+        "pure_forward_s": forward_s,
+        "whole_path_mp_per_s": kept_mp / whole_s,
+        "pure_forward_mp_per_s": kept_mp / forward_s,
+        "raster_mp_per_s": raster_mp / whole_s,
+        "ratio_whole_to_forward": whole_s / forward_s,
+        "timings_s": result.timings,
+        "frame_cache_hit_ratio": result.stats.get("frame_cache_hit_ratio"),
+        "tumour_area_mm2": result.tumour_area_mm2,
+        "tissue_area_mm2": result.tissue_area_mm2,
+        "dice_vs_phantom_truth": dice,
+    }
+
+
+def memory_child(args: argparse.Namespace) -> None:
+    """Runs in a fresh process: segment one slide, print peak memory figures as JSON."""
+    from unitumour_dicom.infer import segment_slide
+    from unitumour_dicom.slide import open_slide
+    from unitumour_dicom.synthetic import load_phantom
+
+    truth = load_phantom(args.child_memory)
+    model = load(args.model, args.device)
+    with open_slide(truth.instance_paths) as slide:
+        before = resident_bytes()
+        with PeakSampler() as sampler:
+            result = segment_slide(
+                slide, model, batch_size=args.batch_size, read_threads=args.read_threads
+            )
+        outputs = result.probability.array.nbytes + result.tumour.array.nbytes
+        outputs += result.tissue.array.nbytes
+    print(
+        json.dumps(
+            {
+                "slide_base_pixels": list(truth.size),
+                "raster_shape": list(result.tumour.shape),
+                "tiles": result.tiles,
+                "resident_before_bytes": before,
+                "peak_bytes": sampler.peak,
+                "peak_above_before_bytes": sampler.peak - before,
+                "output_bytes": outputs,
+                "total_s": result.timings["total"],
+            }
+        )
+    )
+
+
+def measure_memory(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    sizes = [parse_size(s) for s in args.memory_sizes.split(",")]
+    runs = []
+    for size in sizes:
+        folder = phantom(workdir, size, args.seed).root
+        command = [
+            sys.executable, __file__, "--child-memory", str(folder), "--model", args.model,
+            "--device", args.device, "--batch-size", str(args.batch_size),
+            "--read-threads", str(args.read_threads),
+        ]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(f"  memory run {size[0]}x{size[1]}: {runs[-1]}", flush=True)
+    small, large = runs[0], runs[-1]
+    peak_growth = large["peak_above_before_bytes"] - small["peak_above_before_bytes"]
+    output_growth = large["output_bytes"] - small["output_bytes"]
+    return {
+        "runs": runs,
+        "area_ratio": (large["raster_shape"][0] * large["raster_shape"][1])
+        / (small["raster_shape"][0] * small["raster_shape"][1]),
+        "peak_growth_bytes": peak_growth,
+        "output_growth_bytes": output_growth,
+        "peak_growth_over_output_growth": peak_growth / output_growth if output_growth else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="demo", help="demo, or a .safetensors with its card")
+    parser.add_argument("--device", default="cpu", help="cpu, auto, cuda or cuda:N")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--read-threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--speed-size", default="3072x3072", help="base WxH at 0.5 µm/px")
+    parser.add_argument("--memory-sizes", default="4096x4096,8192x8192")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--json-out", type=Path, default=None)
+    parser.add_argument("--child-memory", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_memory is not None:
+        memory_child(args)
+        return
+    with tempfile.TemporaryDirectory(prefix="unitumour-bench-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        report: dict[str, Any] = {
+            "host": platform.node(),
+            "cpu_count": os.cpu_count(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "model": args.model,
+            "batch_size": args.batch_size,
+            "read_threads": args.read_threads,
+        }
+        if not args.skip_speed:
+            print("speed:", flush=True)
+            report["speed"] = measure_speed(args, workdir)
+            s = report["speed"]
+            print(
+                f"  {s['tiles']} tiles ({s['device']}): whole path {s['whole_path_s']:.2f} s = "
+                f"{s['whole_path_mp_per_s']:.2f} MP/s; pure forward {s['pure_forward_s']:.2f} s "
+                f"= {s['pure_forward_mp_per_s']:.2f} MP/s; ratio {s['ratio_whole_to_forward']:.3f} "
+                f"(target <= 1.3); Dice vs phantom truth {s['dice_vs_phantom_truth']:.3f}",
+                flush=True,
+            )
+            print(
+                "  timings: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(s["timings_s"].items()))
+            )
+        if not args.skip_memory:
+            print("memory:", flush=True)
+            report["memory"] = m = measure_memory(args, workdir)
+            print(
+                f"  area x{m['area_ratio']:.2f}: peak grew "
+                f"{m['peak_growth_bytes'] / 2**20:.1f} MiB, outputs grew "
+                f"{m['output_growth_bytes'] / 2**20:.1f} MiB "
+                f"(ratio {m['peak_growth_over_output_growth']:.2f}; target <= 1)",
+                flush=True,
+            )
+        if args.json_out:
+            args.json_out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
