@@ -69,4 +69,5 @@ def test_tls_delivery_verifies_both_ends(
             assert len(scp.received()) == 2
         else:
             assert delivery.state != DeliveryState.DELIVERED
+            assert "TLS handshake failed" in delivery.last_error
             assert scp.received() == []

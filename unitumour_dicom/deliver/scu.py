@@ -192,9 +192,8 @@ def send_instances(
                     f"({', '.join(offered)})",
                     permanent=True,
                 )
-            return report.fail(
-                f"{where} did not answer (down, unreachable or aborted)", permanent=False
-            )
+            why = "down, unreachable, aborted" + (" or TLS handshake failed" if tls_args else "")
+            return report.fail(f"{where} did not answer ({why})", permanent=False)
         for info in files:
             accepted = {
                 UID(cx.transfer_syntax[0])
