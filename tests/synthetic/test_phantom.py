@@ -142,6 +142,7 @@ def test_dicom_attributes_a_scanner_writes(small_phantom: PhantomSlide) -> None:
     assert len({ds.SOPInstanceUID for ds in datasets}) == 5
 
 
+@pytest.mark.slow
 def test_same_spec_same_bytes_whatever_the_threads(tmp_path: Path) -> None:
     spec = PhantomSpec(seed=21, pen_mark=True, glass_edge=True, **SMALL)
     a = write_phantom_slide(tmp_path / "a", spec, workers=1)
@@ -201,3 +202,17 @@ def test_a_directory_with_a_phantom_is_only_replaced_on_request(tmp_path: Path) 
     assert sorted(p.name for p in tmp_path.glob("*.dcm")) == ["level-0.dcm", "level-1.dcm"]
     assert second.label_path is None and second.overview_path is None
     assert load_phantom(tmp_path).spec.seed == 2
+
+
+def test_a_failure_part_way_leaves_no_half_series(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from unitumour_dicom.synthetic import phantom
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("overview camera failed")
+
+    monkeypatch.setattr(phantom, "render_overview", broken)
+    with pytest.raises(RuntimeError, match="overview camera failed"):
+        write_phantom_slide(tmp_path, PhantomSpec(**SMALL), workers=1)
+    assert list(tmp_path.iterdir()) == []

@@ -77,6 +77,18 @@ def test_hostile_uids_are_refused(uid: str) -> None:
         PhantomSpec(series_uid=uid)
 
 
+def test_native_pixel_data_must_fit_one_element() -> None:
+    with pytest.raises(ValueError, match="exceed the 4 GiB"):
+        PhantomSpec(width=40_000, height=40_000, transfer_syntax="explicit_vr_little_endian")
+    # Concatenated into instances of 1,000 frames (196 MB each) it is fine.
+    PhantomSpec(
+        width=40_000,
+        height=40_000,
+        transfer_syntax="explicit_vr_little_endian",
+        concatenation_frames=1000,
+    )
+
+
 def test_round_trip_through_a_dict() -> None:
     spec = PhantomSpec(seed=5, pen_mark=True, transfer_syntax="rle", concatenation_frames=3)
     assert PhantomSpec.from_dict(spec.to_dict()) == spec

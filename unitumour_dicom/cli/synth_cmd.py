@@ -179,7 +179,7 @@ def synth(
 
     try:
         slide = write_phantom_slide(out_dir, spec, overwrite=overwrite, progress=progress)
-    except (UniTumourError, OSError) as exc:
+    except (UniTumourError, OSError, ValueError) as exc:
         fail(str(exc))
     elapsed = time.monotonic() - started
     summary = {

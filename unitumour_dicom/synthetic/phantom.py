@@ -231,79 +231,89 @@ def write_phantom_slide(
         spec.transfer_syntax,
         root,
     )
-    instance_number = 1
     level_paths: list[list[Path]] = []
-    sinks: list[_LevelFrames] = []
-    for level in range(spec.levels):
-        placement = volume_placement(spec, level)
-        parts = _level_parts(spec, level, placement, codec, common, uids, root, instance_number)
-        instance_number += len(parts)
-        level_paths.append([p for p, _, _ in parts])
-        sinks.append(_LevelFrames([(n, w) for _, n, w in parts]))
+    written: list[Path] = []  # removed again if anything fails: no half series is left
     try:
-        write_pyramid(
-            spec,
-            scene,
-            sinks,
-            codec.encode,
-            workers=workers or default_workers(),
-            progress=progress,
+        instance_number = 1
+        sinks: list[_LevelFrames] = []
+        for level in range(spec.levels):
+            placement = volume_placement(spec, level)
+            parts = _level_parts(spec, level, placement, codec, common, uids, root, instance_number)
+            instance_number += len(parts)
+            level_paths.append([p for p, _, _ in parts])
+            written += level_paths[-1]
+            sinks.append(_LevelFrames([(n, w) for _, n, w in parts]))
+        try:
+            write_pyramid(
+                spec,
+                scene,
+                sinks,
+                codec.encode,
+                workers=workers or default_workers(),
+                progress=progress,
+            )
+            for sink in sinks:
+                sink.close()
+        except BaseException as exc:
+            for sink in sinks:
+                sink.abort(exc)
+            raise
+
+        label_path = overview_path = None
+        if spec.label or spec.overview:
+            label_at = label_placement()
+            label_pixels = render_label(spec, label_at)
+            if spec.label:
+                label_path = root / "label.dcm"
+                written.append(label_path)
+                _write_single_frame(
+                    label_path,
+                    label_pixels,
+                    spec,
+                    common,
+                    uids,
+                    codec,
+                    label_at,
+                    "LABEL",
+                    instance_number,
+                )
+                instance_number += 1
+            if spec.overview:
+                overview_at = overview_placement()
+                pixels = render_overview(
+                    spec, scene, volume_placement(spec, 0), overview_at, label_at, label_pixels
+                )
+                overview_path = root / "overview.dcm"
+                written.append(overview_path)
+                _write_single_frame(
+                    overview_path,
+                    pixels,
+                    spec,
+                    common,
+                    uids,
+                    codec,
+                    overview_at,
+                    "OVERVIEW",
+                    instance_number,
+                )
+
+        slide = PhantomSlide(
+            root=root,
+            spec=spec,
+            scene=scene,
+            uids=uids,
+            level_paths=level_paths,
+            label_path=label_path,
+            overview_path=overview_path,
+            ground_truth_mpp=ground_truth_mpp(spec),
         )
-        for sink in sinks:
-            sink.close()
-    except BaseException as exc:
-        for sink in sinks:
-            sink.abort(exc)
+        written += [root / TUMOUR_PNG, root / TISSUE_PNG, root / MANIFEST_NAME]
+        _write_ground_truth(slide)
+        _write_manifest(slide)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
         raise
-
-    label_path = overview_path = None
-    if spec.label or spec.overview:
-        label_at = label_placement()
-        label_pixels = render_label(spec, label_at)
-        if spec.label:
-            label_path = root / "label.dcm"
-            _write_single_frame(
-                label_path,
-                label_pixels,
-                spec,
-                common,
-                uids,
-                codec,
-                label_at,
-                "LABEL",
-                instance_number,
-            )
-            instance_number += 1
-        if spec.overview:
-            overview_at = overview_placement()
-            pixels = render_overview(
-                spec, scene, volume_placement(spec, 0), overview_at, label_at, label_pixels
-            )
-            overview_path = root / "overview.dcm"
-            _write_single_frame(
-                overview_path,
-                pixels,
-                spec,
-                common,
-                uids,
-                codec,
-                overview_at,
-                "OVERVIEW",
-                instance_number,
-            )
-
-    slide = PhantomSlide(
-        root=root,
-        spec=spec,
-        scene=scene,
-        uids=uids,
-        level_paths=level_paths,
-        label_path=label_path,
-        overview_path=overview_path,
-        ground_truth_mpp=ground_truth_mpp(spec),
-    )
-    _write_ground_truth(slide)
-    _write_manifest(slide)
     return slide
 
 

@@ -36,6 +36,9 @@ MAX_SIDE_PX = 1 << 20
 #: Largest tile side: Rows and Columns are US and JPEG baseline stops at 65,535.
 MAX_TILE_PX = 8192
 
+#: Largest even length of a native Pixel Data element (PS3.5 7.1.2: a 32-bit length).
+NATIVE_PIXEL_DATA_MAX_BYTES = 0xFFFFFFFE
+
 _DEFAULT_ACQUISITION = datetime.datetime(2024, 1, 15, 9, 30, 0)
 
 
@@ -148,6 +151,15 @@ class PhantomSpec:
         for name in ("pen_mark", "glass_edge", "label", "overview", "omit_optional"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, not {getattr(self, name)!r}")
+        if self.transfer_syntax == "explicit_vr_little_endian":
+            tiles = math.ceil(self.width / self.tile_size) * math.ceil(self.height / self.tile_size)
+            per_instance = min(tiles, self.concatenation_frames or tiles)
+            if per_instance * self.tile_size**2 * 3 > NATIVE_PIXEL_DATA_MAX_BYTES:
+                raise ValueError(
+                    f"{per_instance} native frames of {self.tile_size} x {self.tile_size} "
+                    "exceed the 4 GiB a Pixel Data element can hold; set concatenation_frames "
+                    "or use an encapsulated transfer syntax"
+                )
         for name in ("study_uid", "series_uid"):
             value = getattr(self, name)
             if value is not None:
