@@ -13,8 +13,10 @@ from .common import setup_logging, state
 from .config_cmd import config_app
 from .db_cmd import db_app
 from .deliveries_cmd import deliveries_app
+from .evaluate_cmd import evaluate_command
 from .retention_cmd import retention_app
 from .synth_cmd import synth
+from .train_cmd import train_command
 from .users_cmd import users_app
 
 app = typer.Typer(
@@ -25,6 +27,8 @@ app = typer.Typer(
 )
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
+app.command("train")(train_command)
+app.command("evaluate")(evaluate_command)
 app.add_typer(deliveries_app, name="deliveries")
 app.command("synth")(synth)
 app.add_typer(users_app, name="users")

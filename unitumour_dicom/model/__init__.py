@@ -22,6 +22,7 @@ from .checkpoint import (
 )
 from .device import select_device
 from .network import ARCHITECTURES, TumourUNet, build_network, count_parameters
+from .postprocess import postprocess_probability, postprocess_with_card
 
 if TYPE_CHECKING:
     from .registry import register_model
@@ -40,6 +41,8 @@ __all__ = [
     "normalise_rgb",
     "packaged_model_names",
     "packaged_weights_dir",
+    "postprocess_probability",
+    "postprocess_with_card",
     "register_model",
     "save_checkpoint",
     "select_device",

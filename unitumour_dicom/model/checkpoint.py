@@ -8,6 +8,7 @@ file once, checks the digest and only then deserialises, so what runs is exactly
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -229,11 +230,13 @@ def save_checkpoint(
         .clone()
         for k, v in unwrapped.state_dict().items()
     }
+    # One metadata key: safetensors writes a map of several in no fixed order, and the
+    # same weights must give the same bytes (and digest) every time.
     metadata = {
-        "format": "pt",
-        "unitumour.name": str(card_fields.get("name", "")),
-        "unitumour.version": str(card_fields.get("version", "")),
-        "unitumour.architecture": str(card_fields.get("architecture", "")),
+        "unitumour": json.dumps(
+            {k: str(card_fields.get(k, "")) for k in ("name", "version", "architecture")},
+            sort_keys=True,
+        )
     }
     blob = save_safetensors(state, metadata=metadata)
     card = ModelCard.from_dict({**card_fields, "weights_sha256": sha256_bytes(blob)})
@@ -246,6 +249,7 @@ def _write_bytes_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; published files are world-readable
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
