@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +20,6 @@ from typer.testing import CliRunner
 
 from unitumour_dicom import retention
 from unitumour_dicom.cli import app
-from unitumour_dicom.config import Settings
 from unitumour_dicom.db import (
     AuditEvent,
     Delivery,
@@ -30,8 +28,6 @@ from unitumour_dicom.db import (
     Result,
     ResultInstance,
     Slide,
-    dispose_engines,
-    migrate,
 )
 from unitumour_dicom.retention import RetentionError, purge_slides
 from unitumour_dicom.runtime import Runtime
@@ -321,23 +317,14 @@ def test_bad_ages_are_refused(runtime: Runtime) -> None:
 # -- races (SQLite: a second connection can commit while the purge holds no lock yet) ------
 
 
-@pytest.fixture
-def sqlite_only(sqlite_settings: Settings) -> Iterator[Runtime]:
-    """A migrated SQLite database (the shared sqlite_runtime migrates before its folder exists)."""
-    sqlite_settings.data_dir.mkdir(parents=True, exist_ok=True)
-    migrate.upgrade(sqlite_settings.database_url)
-    yield Runtime(sqlite_settings)
-    dispose_engines()
-
-
 def _other_connection(runtime: Runtime):  # type: ignore[no-untyped-def]
     return create_engine(runtime.settings.database_url).begin()
 
 
 def test_a_slide_that_changes_during_the_purge_is_kept(
-    sqlite_only: Runtime, monkeypatch: pytest.MonkeyPatch
+    sqlite_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runtime = sqlite_only
+    runtime = sqlite_runtime
     case = make_case(runtime, days_ago=40)
     judged = retention._why_kept
 
@@ -360,9 +347,9 @@ def test_a_slide_that_changes_during_the_purge_is_kept(
 
 
 def test_a_job_queued_during_the_purge_keeps_the_slide(
-    sqlite_only: Runtime, monkeypatch: pytest.MonkeyPatch
+    sqlite_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runtime = sqlite_only
+    runtime = sqlite_runtime
     case = make_case(runtime, days_ago=40)
     judged = retention._why_kept
 
