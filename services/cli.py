@@ -8,12 +8,14 @@ from __future__ import annotations
 from unitumour_dicom.cli import app
 
 from .listener import listener_command
+from .serve import serve_command
 from .web.command import web_app
 from .worker import worker_command
 
 app.command("listener")(listener_command)
 app.add_typer(web_app, name="web")
 app.command("worker")(worker_command)
+app.command("serve")(serve_command)
 
 
 def main(args: list[str] | None = None) -> None:

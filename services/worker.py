@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -37,12 +38,13 @@ from celery import Celery, signals
 from kombu import Queue
 
 from unitumour_dicom.config import Settings
-from unitumour_dicom.db import Job, record_event
+from unitumour_dicom.db import record_event
 from unitumour_dicom.db.types import utcnow
 from unitumour_dicom.errors import UniTumourError
-from unitumour_dicom.jobs import JobEvent, reconcile_jobs, record_dispatch, worker_name
+from unitumour_dicom.jobs import JobEvent, reconcile_jobs, worker_name
 from unitumour_dicom.jobs.broker import broker_kind, transport_options
 from unitumour_dicom.jobs.deliveries import claim_delivery, recover_deliveries
+from unitumour_dicom.jobs.reconcile import claim_dispatches
 from unitumour_dicom.jobs.sqla_transport import durable_broker_url
 from unitumour_dicom.runtime import Runtime
 
@@ -151,25 +153,33 @@ class CeleryDispatcher:
         self.runtime = runtime
         self.actor = actor or worker_name("dispatcher")
 
-    def dispatch_jobs(
-        self, job_ids: Sequence[int], *, delay_s: float = 0.0, reason: str | None = None
-    ) -> None:
-        ids = [int(i) for i in job_ids]
-        if not ids:
-            return
-        for job_id in ids:
+    def send_jobs(self, job_ids: Sequence[int], *, delay_s: float = 0.0) -> None:
+        """Send messages for jobs already marked as sent (by a claim, a retry, a release)."""
+        for job_id in job_ids:
             self.app.send_task(
                 SEGMENT_TASK,
-                args=[job_id],
+                args=[int(job_id)],
                 queue=SEGMENTATION_QUEUE,
                 routing_key=SEGMENTATION_QUEUE,
                 countdown=delay_s or None,
             )
-        now = utcnow()
+        if job_ids:
+            due = f" due in {delay_s:.1f} s" if delay_s else ""
+            log.info("sent job(s) %s%s", list(job_ids), due)
+
+    def dispatch_jobs(self, job_ids: Sequence[int], *, reason: str | None = None) -> list[int]:
+        """Send the jobs among ``job_ids`` that nobody has sent yet; return those sent.
+
+        Marking and sending are split by a commit: the mark is a compare-and-set, so a hook
+        and a reconcile racing for the same new job send it once.
+        """
+        ids = [int(i) for i in job_ids]
+        if not ids:
+            return []
         with self.runtime.session() as session:
-            record_dispatch(session=session, job_ids=ids, now=now, delay_s=delay_s)
+            won = claim_dispatches(session=session, now=utcnow(), job_ids=ids)
             if reason:
-                for job_id in ids:
+                for job_id in won:
                     record_event(
                         session=session,
                         event=JobEvent.JOB_DISPATCHED,
@@ -177,7 +187,8 @@ class CeleryDispatcher:
                         job_id=job_id,
                         message=f"job {job_id} sent to the {SEGMENTATION_QUEUE} queue: {reason}",
                     )
-        log.info("sent job(s) %s%s", ids, f" due in {delay_s:.0f} s" if delay_s else "")
+        self.send_jobs(won)
+        return won
 
     def dispatch_deliveries(self, delivery_ids: Sequence[int], *, delay_s: float = 0.0) -> None:
         for delivery_id in delivery_ids:
@@ -276,10 +287,10 @@ def _segment(ctx: WorkerContext, job_id: int) -> str:
     )
     if outcome.delivery_ids:
         ctx.dispatcher.dispatch_deliveries(outcome.delivery_ids)
-    if outcome.retry_delay_s is not None:
-        ctx.dispatcher.dispatch_jobs([job_id], delay_s=outcome.retry_delay_s)
-    elif outcome.released:
-        ctx.dispatcher.dispatch_jobs([job_id], reason="given back by a stopping worker")
+    if outcome.retry_delay_s is not None:  # marked as due then by fail_attempt
+        ctx.dispatcher.send_jobs([job_id], delay_s=outcome.retry_delay_s)
+    elif outcome.released:  # marked as sent by release_job
+        ctx.dispatcher.send_jobs([job_id])
     return outcome.message
 
 
@@ -371,19 +382,10 @@ class Reconciler:
             clock += self.new_job_poll_s
 
     def send_unsent(self) -> list[int]:
-        """Jobs nobody has sent yet (the creator had no dispatch hook, or crashed after commit)."""
-        from sqlalchemy import select
-
+        """Jobs nobody has sent yet (their creator had no hook, or crashed after its commit)."""
         with self.ctx.runtime.session() as session:
-            ids = list(
-                session.scalars(
-                    select(Job.id)
-                    .where(Job.state == "queued", Job.dispatched_at.is_(None))
-                    .order_by(Job.id)
-                )
-            )
-        if ids:
-            self.ctx.dispatcher.dispatch_jobs(ids)
+            ids = claim_dispatches(session=session, now=utcnow())
+        self.ctx.dispatcher.send_jobs(ids)
         return ids
 
     def run_once(self) -> dict[str, int]:
@@ -413,9 +415,8 @@ class Reconciler:
                     message=f"reconcile: {report.counts()}",
                     details=report.counts(),
                 )
-        to_send = sorted(set(report.jobs_to_dispatch) | set(settled))
-        if to_send:
-            ctx.dispatcher.dispatch_jobs(to_send)
+        to_send = report.jobs_to_dispatch  # includes the jobs the settle created
+        ctx.dispatcher.send_jobs(to_send)
         if report.deliveries_to_dispatch:
             ctx.dispatcher.dispatch_deliveries(report.deliveries_to_dispatch)
         self.passes += 1
@@ -457,6 +458,18 @@ def _on_shutdown(ctx: WorkerContext, timeout_s: float) -> Callable[..., None]:
     return handler
 
 
+def _quiet_logging_receiver(**_: Any) -> None:
+    """Receiving Celery's setup_logging signal keeps it from adding its own root handler."""
+
+
+def _keep_our_logging() -> None:
+    """Log lines once, through the handlers the command set up; libraries stay quiet."""
+    signals.setup_logging.connect(_quiet_logging_receiver, weak=False)
+    if logging.getLogger().level > logging.DEBUG:
+        for name in ("highdicom", "pynetdicom", "wsidicom", "PIL"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def run_worker(
     settings: Settings,
     *,
@@ -478,6 +491,7 @@ def run_worker(
         raise RuntimeError(
             "the database schema is not at the current revision: run 'unitumour db upgrade'"
         )
+    _keep_our_logging()
     app = create_celery_app(settings)
     ctx = bind_context(app, settings, role=f"{queue}{index}")
     if queue == SEGMENTATION_QUEUE:
@@ -501,7 +515,7 @@ def run_worker(
     reconciler = Reconciler(ctx)
     reconciler.start()
     worker = app.Worker(
-        hostname=f"{queue}{index}-{os.getpid()}@%h",
+        hostname=f"{queue}{index}-{os.getpid()}@{socket.gethostname()}",
         queues=[queue],
         pool_cls=pool,
         concurrency=workers,
@@ -599,7 +613,7 @@ def cli_prefix(config_file: str | None, verbosity: Sequence[str] = ()) -> list[s
 
 
 # -- the command ----------------------------------------------------------------------------
-def _verbosity_flags() -> list[str]:
+def verbosity_flags() -> list[str]:
     """The -v/-d/-q flag that reproduces this process's log level in a child."""
     level = logging.getLogger().level
     if level <= logging.DEBUG:
@@ -649,7 +663,7 @@ def worker_command(
     if queue != "all":
         fail(f"unknown queue {queue!r}: use segmentation, delivery or all")
     config = str(state.config_file) if state.config_file else None
-    specs = worker_specs(settings, cli_prefix=cli_prefix(config, _verbosity_flags()))
+    specs = worker_specs(settings, cli_prefix=cli_prefix(config, verbosity_flags()))
     supervisor = Supervisor(specs, stop_timeout_s=settings.worker.shutdown_timeout_s + 30)
     supervisor.install_signal_handlers()
     raise typer.Exit(supervisor.run())

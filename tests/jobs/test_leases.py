@@ -236,11 +236,12 @@ def test_release_gives_the_job_back_without_spending_an_attempt(runtime, make_jo
     with runtime.session() as session:
         assert release_job(session=session, lease=lease, now=T0, worker="w", reason="SIGTERM")
     row = job_row(runtime, job_id)
+    # queued again, the attempt not counted, marked as sent now (the releaser sends it)
     assert (row.state, row.attempts, row.lease_owner, row.dispatched_at) == (
         JobState.QUEUED,
         0,
         None,
-        None,
+        T0,
     )
     again = claim(runtime, job_id, worker="w2@h:2")
     assert again is not None and again.attempt == 1

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from unitumour_dicom.db import AuditEvent, Job, JobState, Result
-from unitumour_dicom.jobs import claim_job, reconcile_jobs, record_dispatch
+from unitumour_dicom.jobs import claim_dispatches, claim_job, reconcile_jobs
 
 from .conftest import T0
 
@@ -54,12 +55,15 @@ def test_an_expired_lease_goes_back_to_the_queue_and_is_sent(runtime, make_job):
     assert report.expired_requeued == [job_id]
     assert report.jobs_to_dispatch == [job_id]
     job = row(runtime, job_id)
+    # queued, and marked as sent by this reconcile, which sends it
     assert (job.state, job.lease_owner, job.dispatched_at, job.attempts) == (
         JobState.QUEUED,
         None,
-        None,
+        T0 + timedelta(seconds=61),
         1,
     )
+    # a second reconcile at the same moment has nothing to send
+    assert reconcile(runtime, T0 + timedelta(seconds=61), queue_depth=0).jobs_to_dispatch == []
     with runtime.session() as session:
         event = session.scalars(
             select(AuditEvent).where(
@@ -119,31 +123,47 @@ def test_never_sent_jobs_are_sent_and_lost_messages_only_when_the_queue_is_empty
     stale = make_job(dispatched_at=T0 - timedelta(seconds=301))
     # a deep queue: only the never-sent job (the stale one's message may be waiting in it)
     assert reconcile(runtime, T0, queue_depth=5).jobs_to_dispatch == [never]
+    assert row(runtime, never).dispatched_at == T0
     # empty queue: the stale job's message was lost
-    assert reconcile(runtime, T0, queue_depth=0).jobs_to_dispatch == [never, stale]
-    # the broker cannot tell: time decides
-    assert reconcile(runtime, T0, queue_depth=None).jobs_to_dispatch == [never, stale]
-    with runtime.session() as session:
-        record_dispatch(session=session, job_ids=[never, stale], now=T0)
-    assert reconcile(runtime, T0 + timedelta(seconds=1), queue_depth=0).jobs_to_dispatch == []
-    assert row(runtime, recent).dispatched_at == T0
+    assert reconcile(runtime, T0, queue_depth=0).jobs_to_dispatch == [stale]
+    # each is marked as sent: nothing more to send now, whatever the broker says
+    assert reconcile(runtime, T0, queue_depth=None).jobs_to_dispatch == []
+    later = T0 + timedelta(seconds=301)
+    assert reconcile(runtime, later, queue_depth=3).jobs_to_dispatch == []
+    assert reconcile(runtime, later, queue_depth=0).jobs_to_dispatch == [never, recent, stale]
 
 
 def test_a_delayed_retry_is_not_sent_early(runtime, make_job):
-    job_id = make_job()
-    with runtime.session() as session:
-        record_dispatch(session=session, job_ids=[job_id], now=T0, delay_s=600)
-    assert row(runtime, job_id).dispatched_at == T0 + timedelta(seconds=600)
+    job_id = make_job(dispatched_at=T0 + timedelta(seconds=600))  # as fail_attempt marks it
     assert reconcile(runtime, T0 + timedelta(seconds=400), queue_depth=0).jobs_to_dispatch == []
     later = T0 + timedelta(seconds=901)
     assert reconcile(runtime, later, queue_depth=0).jobs_to_dispatch == [job_id]
 
 
-def test_record_dispatch_leaves_claimed_jobs_alone(runtime, make_job):
+def test_a_dispatch_is_claimed_by_one_caller(runtime, make_job):
+    """A creator's hook and reconciles race for a new job: exactly one of them sends it."""
+    job_id = make_job()
+    won = []
+    barrier = threading.Barrier(6)
+
+    def racer() -> None:
+        barrier.wait()
+        with runtime.session() as session:
+            won.extend(claim_dispatches(session=session, now=T0, job_ids=[job_id]))
+
+    threads = [threading.Thread(target=racer) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert won == [job_id]
+
+
+def test_claimed_jobs_are_not_sent(runtime, make_job):
     job_id = make_job()
     claim(runtime, job_id, T0)
     with runtime.session() as session:
-        record_dispatch(session=session, job_ids=[job_id], now=T0 + timedelta(seconds=1))
+        assert claim_dispatches(session=session, now=T0, job_ids=[job_id]) == []
     assert row(runtime, job_id).dispatched_at is None
 
 

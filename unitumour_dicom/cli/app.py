@@ -14,6 +14,7 @@ from .config_cmd import config_app
 from .db_cmd import db_app
 from .deliveries_cmd import deliveries_app
 from .evaluate_cmd import evaluate_command
+from .process_cmd import process
 from .retention_cmd import retention_app
 from .synth_cmd import synth
 from .train_cmd import train_command
@@ -33,6 +34,7 @@ app.add_typer(deliveries_app, name="deliveries")
 app.command("synth")(synth)
 app.add_typer(users_app, name="users")
 app.add_typer(retention_app, name="retention")
+app.command("process")(process)
 
 
 def _version(value: bool) -> None:

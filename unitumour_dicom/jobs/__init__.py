@@ -18,7 +18,7 @@ from .leases import (
     renew_lease,
     why_not_claimable,
 )
-from .reconcile import ReconcileReport, reconcile_jobs, record_dispatch
+from .reconcile import ReconcileReport, claim_dispatches, reconcile_jobs
 
 __all__ = [
     "JobEvent",
@@ -27,12 +27,12 @@ __all__ = [
     "LeaseKeeper",
     "LeaseLostError",
     "ReconcileReport",
+    "claim_dispatches",
     "claim_job",
     "complete_job",
     "fail_attempt",
     "lease_owner",
     "reconcile_jobs",
-    "record_dispatch",
     "release_job",
     "renew_lease",
     "why_not_claimable",

@@ -270,7 +270,9 @@ def fail_attempt(
 def release_job(*, session: Session, lease: Lease, now: datetime, worker: str, reason: str) -> bool:
     """Give a running job back to the queue without counting the attempt (worker shutdown).
 
-    False when the lease was no longer ours.
+    The job is marked as sent now: the caller sends its message at once (should it fail to,
+    the reconcile sends it after ``worker.redispatch_s``). False when the lease was no
+    longer ours.
     """
     result = session.execute(
         update(Job)
@@ -280,7 +282,7 @@ def release_job(*, session: Session, lease: Lease, now: datetime, worker: str, r
             lease_owner=None,
             lease_expires_at=None,
             attempts=Job.attempts - 1,
-            dispatched_at=None,
+            dispatched_at=now,
         )
         .execution_options(synchronize_session=False)
     )

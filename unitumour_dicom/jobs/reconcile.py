@@ -8,9 +8,10 @@ message is in no queue any more, is sent again. Finished jobs are never touched,
 that has a result is never run again. Every change is a compare-and-set, so reconciles
 running at once on several hosts cannot undo each other.
 
-The functions here change rows and return the ids to send; the caller commits, then sends,
-then records the dispatch (:func:`record_dispatch`), so a crash in between only means the
-next reconcile sends them again, and the lease makes a duplicate message harmless.
+The functions here change rows and return the ids to send, already marked as sent (a
+compare-and-set, so of several reconciles only one sends each); the caller commits, then
+sends. A crash in between only means a later reconcile sends them again (after
+``worker.redispatch_s``), and the lease makes a duplicate message harmless.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def expire_leases(
         values: dict[str, object] = {
             "lease_owner": None,
             "lease_expires_at": None,
-            "dispatched_at": None,
+            "dispatched_at": now,  # the winner of this update sends the message
         }
         if final:
             values.update(state=JobState.FAILED, finished_at=now, error=reason)
@@ -198,42 +199,45 @@ def fail_exhausted(*, session: Session, now: datetime, worker: str, max_attempts
     return failed
 
 
-def jobs_to_dispatch(
-    *, session: Session, now: datetime, redispatch_s: float, queue_depth: int | None
+def claim_dispatches(
+    *,
+    session: Session,
+    now: datetime,
+    redispatch_s: float | None = None,
+    queue_depth: int | None = None,
+    job_ids: Sequence[int] | None = None,
 ) -> list[int]:
-    """Queued jobs whose message must be sent: never sent, or sent long ago and lost.
+    """Queued jobs whose message this caller must send; each is marked sent, once.
 
-    ``queue_depth`` is the number of messages waiting in the segmentation queue when the
-    broker can tell (None when it cannot). A message is taken to be lost only when the queue
-    is empty and the job is still queued ``redispatch_s`` after its message fell due: a deep
-    queue is not mistaken for lost messages, and a duplicate finds the job claimed and does
-    nothing.
+    A job qualifies when it was never sent, or (with ``redispatch_s``) when its message was
+    sent that long ago and is taken to be lost. ``queue_depth`` is the number of messages
+    waiting in the segmentation queue when the broker can tell (None when it cannot): a
+    message is taken to be lost only when that queue is empty, so a deep queue is not
+    mistaken for lost messages. ``job_ids`` limits the candidates (a creator's hook).
+
+    Each candidate is a compare-and-set on the dispatch time the caller saw, so of several
+    processes reconciling at once (or a hook and a reconcile) exactly one sends; a message
+    sent twice anyway (a crash between send and record) finds the job claimed and is dropped.
     """
     never_sent = Job.dispatched_at.is_(None)
-    stale = Job.dispatched_at < now - timedelta(seconds=redispatch_s)
-    condition = never_sent if queue_depth else or_(never_sent, stale)
-    return list(
-        session.scalars(
-            select(Job.id).where(Job.state == JobState.QUEUED, condition).order_by(Job.id)
+    condition = never_sent
+    if redispatch_s is not None and not queue_depth:
+        condition = or_(never_sent, Job.dispatched_at < now - timedelta(seconds=redispatch_s))
+    query = select(Job.id, Job.dispatched_at).where(Job.state == JobState.QUEUED, condition)
+    if job_ids is not None:
+        query = query.where(Job.id.in_([int(i) for i in job_ids]))
+    won: list[int] = []
+    for job_id, seen in session.execute(query.order_by(Job.id)).all():
+        same = Job.dispatched_at.is_(None) if seen is None else Job.dispatched_at == seen
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == JobState.QUEUED, same)
+            .values(dispatched_at=now)
+            .execution_options(synchronize_session=False)
         )
-    )
-
-
-def record_dispatch(
-    *, session: Session, job_ids: Sequence[int], now: datetime, delay_s: float = 0.0
-) -> None:
-    """Note that the jobs' messages were sent (due ``delay_s`` from now, for retries).
-
-    Only queued jobs are touched: a job claimed meanwhile keeps its row as its worker wrote it.
-    """
-    if not job_ids:
-        return
-    session.execute(
-        update(Job)
-        .where(Job.id.in_(list(job_ids)), Job.state == JobState.QUEUED)
-        .values(dispatched_at=now + timedelta(seconds=delay_s))
-        .execution_options(synchronize_session=False)
-    )
+        if result.rowcount == 1:
+            won.append(job_id)
+    return won
 
 
 def reconcile_jobs(
@@ -245,7 +249,7 @@ def reconcile_jobs(
     redispatch_s: float,
     queue_depth: int | None,
 ) -> ReconcileReport:
-    """One pass over the jobs table; the caller commits, sends and records the dispatch."""
+    """One pass over the jobs table; the caller commits, then sends ``jobs_to_dispatch``."""
     report = ReconcileReport()
     report.repaired = repair_finished_with_result(session=session, now=now, worker=worker)
     report.expired_requeued, report.expired_failed = expire_leases(
@@ -254,7 +258,12 @@ def reconcile_jobs(
     report.exhausted_failed = fail_exhausted(
         session=session, now=now, worker=worker, max_attempts=max_attempts
     )
-    report.jobs_to_dispatch = jobs_to_dispatch(
-        session=session, now=now, redispatch_s=redispatch_s, queue_depth=queue_depth
+    report.jobs_to_dispatch = sorted(
+        set(report.expired_requeued)
+        | set(
+            claim_dispatches(
+                session=session, now=now, redispatch_s=redispatch_s, queue_depth=queue_depth
+            )
+        )
     )
     return report

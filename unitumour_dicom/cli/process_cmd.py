@@ -1,0 +1,104 @@
+"""``unitumour process SLIDE_DIR --out DIR``: the pipeline on a folder, without the network."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..db import JobState, migrate
+from ..errors import ConfigError
+from .common import fail, run_guarded, state
+
+
+def _check_schema(url: str) -> None:
+    if not migrate.is_current(url):
+        raise ConfigError(
+            f"the database is at revision {migrate.current_revision(url) or 'base'}, not "
+            f"{migrate.head_revision(url)}: run 'unitumour db upgrade' first"
+        )
+
+
+def process(
+    slide_dir: Annotated[
+        Path, typer.Argument(help="Folder of DICOM instances (one or more slides, any depth).")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder that receives the SEG instances.")
+    ],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Run again a slide already processed (a new, superseding job)."
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Admit the folder's instances, segment each slide, write its SEG to --out.
+
+    Everything is recorded as for a slide received over the network: instances with their
+    digests, the job with its provenance, the result, and the deliveries the routing rules
+    plan (sent later by a running worker).
+    """
+    from ..jobs import worker_name
+    from ..pipeline.local import process_folder
+
+    runtime = run_guarded(state.runtime)
+    settings = runtime.settings
+    if settings.database_url.startswith("sqlite:///"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    run_guarded(_check_schema, settings.database_url)
+
+    def show(outcome) -> None:  # type: ignore[no-untyped-def]
+        if not as_json:
+            typer.echo(f"job {outcome.job_id}: {outcome.message}")
+
+    report = run_guarded(
+        process_folder,
+        slide_dir,
+        out,
+        runtime=runtime,
+        worker=worker_name("process"),
+        force=force,
+        on_outcome=show,
+    )
+    summary = {
+        "admitted": len(report.admitted),
+        "duplicates": len(report.duplicates),
+        "refused": report.refused,
+        "unprocessable": report.unprocessable,
+        "jobs": [
+            {
+                "job_id": o.job_id,
+                "state": o.state,
+                "message": o.message,
+                "result_id": o.result_id,
+                "deliveries": list(o.delivery_ids),
+                "timings_s": o.timings,
+            }
+            for o in report.outcomes
+        ],
+        "reused_jobs": report.reused,
+        "written": [str(p) for p in report.written],
+    }
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        typer.echo(
+            f"{len(report.admitted)} instance(s) admitted, {len(report.duplicates)} already "
+            f"held, {len(report.refused)} refused"
+        )
+        for path, reason in report.refused.items():
+            typer.echo(f"  refused {path}: {reason}")
+        for series, reason in report.unprocessable.items():
+            typer.echo(f"  slide {series} cannot be processed: {reason}")
+        for job_id in report.reused:
+            typer.echo(f"job {job_id}: already succeeded; its SEG is copied (use --force to rerun)")
+        for path in report.written:
+            typer.echo(f"wrote {path}")
+    if not report.ok:
+        failed = [o for o in report.outcomes if o.state != JobState.SUCCEEDED]
+        if failed or report.unprocessable:
+            fail("not every slide was processed", code=1)

@@ -1,0 +1,222 @@
+"""Process a folder of DICOM instances without the network (``unitumour process``).
+
+The files are admitted exactly as the listener admits a received instance (validated, moved
+into the store with their digests, recorded, grouped into slides); each slide is settled at
+once (the same pyramid check, the same job creation); and each job runs through
+:func:`process_slide`, the worker's own path. Provenance is therefore recorded as for any job,
+and the SEG instances the store holds are copied to the output folder.
+
+A slide whose instances were all admitted before (same bytes) and whose last job succeeded is
+not run again: its existing SEG is copied out, unless ``force`` asks for a new job (which
+supersedes the old one, as a re-run from the web app does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from ..db import Job, JobState, Result, Slide, SlideState
+from ..db.types import utcnow
+from ..errors import InvalidInstanceError, JobError, UniTumourError
+from ..runtime import Runtime
+from .models import ModelProvider
+from .process import JobOutcome, process_slide
+
+log = logging.getLogger(__name__)
+
+#: The calling AE title recorded for instances admitted from a local folder.
+LOCAL_SOURCE = "LOCAL"
+
+
+@dataclass
+class FolderReport:
+    """What :func:`process_folder` did, for the command's output."""
+
+    admitted: list[str] = field(default_factory=list)  # store paths
+    duplicates: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # file -> reason
+    unprocessable: dict[str, str] = field(default_factory=dict)  # series UID -> reason
+    outcomes: list[JobOutcome] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+    reused: list[int] = field(default_factory=list)  # job ids whose earlier result was copied
+
+    @property
+    def ok(self) -> bool:
+        return not self.unprocessable and all(o.state == JobState.SUCCEEDED for o in self.outcomes)
+
+
+def _dicom_files(folder: Path) -> Iterator[Path]:
+    """Every file under ``folder`` that carries the DICOM Part 10 preamble, in name order."""
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+        if len(head) == 132 and head[128:132] == b"DICM":
+            yield path
+
+
+def _admit_file(path: Path, runtime: Runtime, admitter, limits, classes):  # type: ignore[no-untyped-def]
+    from ..ingest import ReceivedFile, Sender, validate_instance
+    from ..ingest.header import read_instance_header
+
+    store = runtime.store
+    digest = hashlib.sha256()
+    store.check_space(path.stat().st_size)
+    with store.spool_writer() as (spooled, out), open(path, "rb") as src:
+        while chunk := src.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+    try:
+        header = read_instance_header(
+            spooled, scratch_dir=store.spool_dir, max_inflated_bytes=limits.max_instance_bytes
+        )
+        ds = header.dataset
+        summary = validate_instance(
+            header,
+            command_sop_class_uid=str(ds.get("SOPClassUID", "")),
+            command_sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
+            allowed_sop_classes=classes,
+            limits=limits,
+        )
+        return admitter.admit(
+            ReceivedFile(spooled, digest.hexdigest(), spooled.stat().st_size),
+            summary,
+            Sender(None, LOCAL_SOURCE, runtime.settings.listener.quiet_seconds),
+        )
+    finally:
+        spooled.unlink(missing_ok=True)  # admitted files were moved away; refused ones go
+
+
+def admit_folder(folder: Path, runtime: Runtime, report: FolderReport) -> set[int]:
+    """Admit every DICOM file under ``folder``; return the ids of the slides they belong to."""
+    from ..ingest import Admitter, InstanceLimits
+    from ..ingest.admit import AdmissionOutcome
+    from ..ingest.contexts import storage_sop_classes
+
+    settings = runtime.settings.listener
+    admitter = Admitter(runtime)
+    limits = InstanceLimits.from_settings(settings)
+    classes = storage_sop_classes(settings.extra_sop_classes)
+    slides: set[int] = set()
+    files = list(_dicom_files(folder))
+    if not files:
+        raise JobError(f"{folder} holds no DICOM files (Part 10, with the DICM preamble)")
+    for path in files:
+        try:
+            admission = _admit_file(path, runtime, admitter, limits, classes)
+        except InvalidInstanceError as exc:
+            report.refused[str(path)] = f"{exc} (status 0x{exc.status:04X})"
+            log.warning("%s refused: %s", path, exc)
+            continue
+        if admission.outcome is AdmissionOutcome.DUPLICATE:
+            report.duplicates.append(admission.path)
+        else:
+            report.admitted.append(admission.path)
+        if admission.slide_id is not None:
+            slides.add(admission.slide_id)
+    return slides
+
+
+def jobs_for_slides(
+    slide_ids: set[int], runtime: Runtime, report: FolderReport, *, force: bool
+) -> tuple[list[int], list[int]]:
+    """Settle the slides now; return (jobs to run, jobs whose earlier result stands)."""
+    from ..ingest import create_job, current_instances, settle_due_slides
+
+    now = utcnow()
+    max_attempts = runtime.settings.worker.max_attempts
+    to_run: list[int] = []
+    reused: list[int] = []
+    with runtime.session() as session:
+        session.execute(
+            update(Slide)
+            .where(Slide.id.in_(slide_ids), Slide.state == SlideState.RECEIVING)
+            .values(settle_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        created = settle_due_slides(
+            session=session, store=runtime.store, now=now, max_attempts=max_attempts
+        )
+        to_run += [job.id for job in created if job.slide_id in slide_ids]
+        for slide_id in sorted(slide_ids):
+            slide = session.get(Slide, slide_id)
+            assert slide is not None
+            if slide.state == SlideState.UNPROCESSABLE:
+                report.unprocessable[slide.series_instance_uid] = slide.state_reason or ""
+                continue
+            if any(job.slide_id == slide_id for job in created):
+                continue
+            last = session.scalars(
+                select(Job).where(Job.slide_id == slide_id).order_by(Job.id.desc()).limit(1)
+            ).first()
+            if last is not None and not force and last.state == JobState.SUCCEEDED:
+                reused.append(last.id)
+            elif last is not None and not force and not JobState(last.state).finished:
+                to_run.append(last.id)  # queued or running: run it (or find it leased)
+            else:
+                job = create_job(
+                    session=session,
+                    slide_id=slide_id,
+                    series_uid=slide.series_instance_uid,
+                    instances=current_instances(session, slide_id),
+                    now=now,
+                    max_attempts=max_attempts,
+                )
+                job.reason = f"{job.reason}; run again by 'unitumour process'"
+                to_run.append(job.id)
+    return to_run, reused
+
+
+def copy_results(job_ids: list[int], runtime: Runtime, out_dir: Path) -> list[Path]:
+    """Copy each job's SEG instances from the store to ``out_dir``/<series UID>/."""
+    written: list[Path] = []
+    with runtime.session() as session:
+        for job_id in job_ids:
+            result = session.scalars(select(Result).where(Result.job_id == job_id)).one_or_none()
+            if result is None:
+                continue
+            target = out_dir / result.series_instance_uid
+            target.mkdir(parents=True, exist_ok=True)
+            for instance in result.instances:
+                runtime.store.verify(instance.path, instance.sha256)
+                dest = target / f"level{instance.level}-{instance.sop_instance_uid}.dcm"
+                shutil.copyfile(runtime.store.abspath(instance.path), dest)
+                written.append(dest)
+    return written
+
+
+def process_folder(
+    folder: Path,
+    out_dir: Path,
+    *,
+    runtime: Runtime,
+    worker: str,
+    models: ModelProvider | None = None,
+    force: bool = False,
+    on_outcome: Callable[[JobOutcome], None] | None = None,
+) -> FolderReport:
+    """Admit, settle, process (with the configured attempts) and copy out; see the module."""
+    if not folder.is_dir():
+        raise UniTumourError(f"{folder} is not a folder")
+    report = FolderReport()
+    slide_ids = admit_folder(folder, runtime, report)
+    to_run, report.reused = jobs_for_slides(slide_ids, runtime, report, force=force)
+    models = models or ModelProvider(runtime.settings.model)
+    for job_id in to_run:
+        while True:
+            outcome = process_slide(job_id, runtime=runtime, worker=worker, models=models)
+            if on_outcome is not None:
+                on_outcome(outcome)
+            if outcome.retry_delay_s is None:
+                break
+            log.info("job %s: trying again at once (no queue here)", job_id)
+        report.outcomes.append(outcome)
+    done = [o.job_id for o in report.outcomes if o.state == JobState.SUCCEEDED]
+    report.written = copy_results(done + report.reused, runtime, out_dir)
+    return report
