@@ -16,7 +16,13 @@ from .deps import ApiUser, Ctx, Db
 router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
 
 UIDPath = Annotated[
-    str, Path(min_length=3, max_length=64, pattern=r"^[0-9]+(\.[0-9]+)+$", description="A UID.")
+    str,
+    Path(
+        min_length=3,
+        max_length=64,
+        pattern=r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$",
+        description="A DICOM UID (PS3.5 9.1).",
+    ),
 ]
 Accept = Annotated[str | None, Header(description="Media types, as PS3.18 8.7 negotiates.")]
 
