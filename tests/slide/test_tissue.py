@@ -61,7 +61,7 @@ def test_a_slide_with_artefacts():
     image[(np.abs(x - 230) < 3) & (y > 20) & (y < 180)] = BLUE_INK
     image[(np.abs(x - 250) < 2) & (y > 20) & (y < 180)] = BLACK_INK
     image[:, 290:] = GLASS_EDGE
-    image[10:12, 10:12] = EOSIN  # dust: 4 px of 64 µm2 each, far below 20,000 µm2
+    image[10:12, 10:12] = EOSIN  # dust: 4 px of 64 µm2 each, far below 5,000 µm2
     mask = detect_tissue(image, mpp)
     assert mask.mpp == mpp and mask.shape == (rows, cols)
     assert mask.array[lumen].all(), "the small lumen is filled"

@@ -106,7 +106,10 @@ def segment_slide(
         tissue_low = slide.tissue_mask(tissue_mpp, params=tissue_params, threads=read_threads)
     tiles = grid.tissue_tiles(tissue_low, mpp)
     total_tiles = len(tiles)
-    logger.info("%d of %d tiles hold tissue", total_tiles, grid.rows * grid.cols)
+    if total_tiles:
+        logger.info("%d of %d tiles hold tissue", total_tiles, grid.rows * grid.cols)
+    else:
+        logger.warning("no tissue detected on %r: no tile runs, the masks stay empty", slide)
 
     probability = np.zeros(shape, np.uint8)
     tissue = np.zeros(shape, bool)

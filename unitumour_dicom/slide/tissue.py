@@ -32,7 +32,7 @@ class TissueParams:
     min_green_to_red_od: float = 0.8  # blue and green ink absorb red most
     max_blue_to_green_od: float = 0.75  # red and black ink absorb blue as much as green
     opening_um: float = 16.0  # structures thinner than this are not tissue
-    min_area_um2: float = 20_000.0  # fragments smaller than this are dust or debris
+    min_area_um2: float = 5_000.0  # fragments smaller than this (~70 µm across) are dust
     max_hole_area_um2: float = 50_000.0  # enclosed gaps up to this are lumens or fat: tissue
 
 
