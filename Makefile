@@ -26,10 +26,15 @@ venv: $(VENV)/.installed
 system-deps:
 	@bash scripts/system-deps.sh
 
-demo: system-deps venv
+# dicom-microscopy-viewer for the web app's viewer page: fetched with npm at install time
+# (pinned version and sha512) into the git-ignored var/viewer, never committed.
+viewer: system-deps venv
+	$(BIN)/python -m unitumour_services.web.viewer_assets var/viewer
+
+demo: system-deps venv viewer
 	$(BIN)/unitumour demo
 
-test: system-deps venv
+test: system-deps venv viewer
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest

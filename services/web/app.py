@@ -56,8 +56,19 @@ _CACHEABLE_PREFIXES = ("/static/", "/viewer-lib/")
 _NO_COOKIE_PREFIXES = ("/static/", "/viewer-lib/", "/healthz", "/readyz", "/metrics")
 
 
+#: Where `make viewer` installs the viewer in a source checkout (git-ignored).
+CHECKOUT_VIEWER_DIR = HERE.parents[1] / "var" / "viewer"
+
+
 def default_viewer_dir(settings: Settings) -> Path:
-    return settings.web.viewer_dir or settings.data_dir / "viewer"
+    """web.viewer_dir; else viewer/ in the data directory; else a source checkout's
+    var/viewer when that is where the viewer is installed (demo and development)."""
+    if settings.web.viewer_dir is not None:
+        return settings.web.viewer_dir
+    in_data_dir = settings.data_dir / "viewer"
+    if not ViewerAssets(in_data_dir).available and ViewerAssets(CHECKOUT_VIEWER_DIR).available:
+        return CHECKOUT_VIEWER_DIR
+    return in_data_dir
 
 
 def create_app(

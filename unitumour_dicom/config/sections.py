@@ -298,7 +298,8 @@ class WebSettings(Section):
         default=None,
         description=(
             "Folder holding dicom-microscopy-viewer (from 'unitumour web fetch-viewer'). "
-            "Default: viewer/ in the data directory."
+            "Default: viewer/ in the data directory, else var/viewer of a source checkout "
+            "('make viewer')."
         ),
     )
     max_failed_logins: int = Field(
