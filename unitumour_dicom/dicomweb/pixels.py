@@ -166,6 +166,12 @@ def read_layout(path: Path) -> PixelDataLayout:
                     f"{path.name}: Pixel Data holds {length} bytes, "
                     f"{layout.number_of_frames} frames need {needed}"
                 )
+            size = os.fstat(fh.fileno()).st_size
+            if value_offset + needed > size:
+                raise PixelDataError(
+                    f"{path.name}: the file ends {value_offset + needed - size} bytes "
+                    "before its Pixel Data does (truncated)"
+                )
             return layout
         fragments, bot = _scan_fragments(fh, value_offset)
         n_frames = max(_int(ds, "NumberOfFrames", 1), 1)
