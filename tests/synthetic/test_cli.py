@@ -36,6 +36,7 @@ def test_synth_writes_a_phantom_that_loads_back(tmp_path: Path) -> None:
             "rle",
             "--dimension-organization",
             "TILED_SPARSE",
+            "--omit-empty-tiles",
             "--patient-id",
             "P-42",
             "--json",
@@ -53,6 +54,7 @@ def test_synth_writes_a_phantom_that_loads_back(tmp_path: Path) -> None:
     assert ds.PatientID == "P-42"
     assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.5"
     assert ds.DimensionOrganizationType == "TILED_SPARSE"
+    assert slide.spec.omit_empty_tiles
 
 
 def test_synth_prints_a_readable_summary(tmp_path: Path) -> None:
@@ -72,6 +74,7 @@ def test_synth_prints_a_readable_summary(tmp_path: Path) -> None:
         (["--study-uid", "1.2.x"], "is not a DICOM UID"),
         (["--levels", "20"], "below one pixel"),
         (["--transfer-syntax", "gif"], "'gif' is not one of"),
+        (["--omit-empty-tiles"], "needs frames that carry their positions"),
     ],
 )
 def test_synth_refuses_bad_options(tmp_path: Path, args: list[str], message: str) -> None:

@@ -40,7 +40,7 @@ def _dataset(codec_name: str):  # type: ignore[no-untyped-def]
         flavour="VOLUME",
         level=0,
         placement=volume_placement(SPEC, 0),
-        layout=FrameLayout((32, 32), 3, 2, 0, 6),
+        layout=FrameLayout((32, 32), 3, 2, range(6)),
         codec=codec,
         sop_instance_uid=uids.instance("t"),
         instance_number=1,

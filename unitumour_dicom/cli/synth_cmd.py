@@ -113,6 +113,14 @@ def synth(
             help="Split each level into instances of at most N frames.", rich_help_panel=_ENCODING
         ),
     ] = None,
+    omit_empty_tiles: Annotated[
+        bool,
+        typer.Option(
+            "--omit-empty-tiles",
+            help="Leave out frames of bare glass (needs TILED_SPARSE).",
+            rich_help_panel=_ENCODING,
+        ),
+    ] = False,
     omit_optional: Annotated[
         bool,
         typer.Option(
@@ -158,6 +166,7 @@ def synth(
             overview=overview,
             dimension_organization=dimension_organization.value,  # type: ignore[arg-type]
             concatenation_frames=concatenation_frames,
+            omit_empty_tiles=omit_empty_tiles,
             omit_optional=omit_optional,
             transfer_syntax=TransferSyntax(transfer_syntax).value,
             patient_id=patient_id,

@@ -19,6 +19,7 @@ import functools
 import importlib.resources
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -144,20 +145,28 @@ def overview_placement() -> SlidePlacement:
 
 @dataclass(frozen=True)
 class FrameLayout:
-    """The frames of one instance: its tile grid and which tiles (row-major) it holds."""
+    """The frames of one instance: the level's tile grid and which of its tiles they are.
+
+    ``tiles`` are indices into the grid, row-major (index = row * tiles_across + column), in
+    frame order: a ``range`` for TILED_FULL, any increasing sequence when frames that show
+    only glass are left out. ``first_frame`` is the offset of this instance's first frame
+    among all the level's frames (ConcatenationFrameOffsetNumber).
+    """
 
     tile_size: tuple[int, int]  # (rows, columns) of each frame
     tiles_across: int
     tiles_down: int
-    first_frame: int  # 0-based index in the whole level (concatenation offset)
-    n_frames: int
+    tiles: Sequence[int]
+    first_frame: int = 0
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.tiles)
 
     def tile_origin(self, frame_index: int) -> tuple[int, int]:
         """0-based (row, column) pixel of the top-left corner of a frame in the level."""
-        index = self.first_frame + frame_index
-        return (index // self.tiles_across) * self.tile_size[0], (
-            index % self.tiles_across
-        ) * self.tile_size[1]
+        row, column = divmod(self.tiles[frame_index], self.tiles_across)
+        return row * self.tile_size[0], column * self.tile_size[1]
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from .dicom_header import (
 )
 from .instance_writer import InstanceWriter
 from .pyramid import ProgressCallback, write_pyramid
+from .render import features_in
 from .scene import Scene
 from .slide_label import label_lines, render_label, render_overview
 from .spec import PhantomSpec
@@ -236,9 +238,13 @@ def write_phantom_slide(
     try:
         instance_number = 1
         sinks: list[_LevelFrames] = []
+        present = [present_tiles(spec, scene, level) for level in range(spec.levels)]
         for level in range(spec.levels):
             placement = volume_placement(spec, level)
-            parts = _level_parts(spec, level, placement, codec, common, uids, root, instance_number)
+            parts = _level_parts(
+                spec, present[level], level, placement, codec, common, uids, root,
+                instance_number,
+            )  # fmt: skip
             instance_number += len(parts)
             level_paths.append([p for p, _, _ in parts])
             written += level_paths[-1]
@@ -250,6 +256,7 @@ def write_phantom_slide(
                 sinks,
                 codec.encode,
                 workers=workers or default_workers(),
+                present=[frozenset(p) for p in present] if spec.omit_empty_tiles else None,
                 progress=progress,
             )
             for sink in sinks:
@@ -333,8 +340,35 @@ def _clear_previous(root: Path, overwrite: bool) -> None:
         path.unlink(missing_ok=True)
 
 
+def present_tiles(spec: PhantomSpec, scene: Scene, level: int) -> Sequence[int]:
+    """Row-major indices of the level's tiles that are written: all of them, or with
+    ``omit_empty_tiles`` those whose footprint on the base level may show anything but glass
+    (a level's pixels are box-filtered from the base pixels under them)."""
+    width, height = spec.level_sizes[level]
+    across, down = tile_grid(width, height, spec.tile_size)
+    if not spec.omit_empty_tiles:
+        return range(across * down)
+    side_um = spec.tile_size * 2**level * spec.mpp
+    kept = [
+        row * across + column
+        for row in range(down)
+        for column in range(across)
+        if features_in(
+            scene,
+            column * side_um,
+            row * side_um,
+            min((column + 1) * side_um, scene.width_um),
+            min((row + 1) * side_um, scene.height_um),
+            spec.mpp,
+        ).any
+    ]
+    # An instance holds at least one frame; a level of glass only keeps its first tile.
+    return kept or [0]
+
+
 def _level_parts(
     spec: PhantomSpec,
+    tiles: Sequence[int],
     level: int,
     placement: SlidePlacement,
     codec: FrameCodec,
@@ -345,7 +379,7 @@ def _level_parts(
 ) -> list[tuple[Path, int, InstanceWriter]]:
     tile = spec.tile_size
     across, down = tile_grid(placement.columns, placement.rows, tile)
-    total = across * down
+    total = len(tiles)
     per_part = spec.concatenation_frames or total
     n_parts = math.ceil(total / per_part)
     source_uid = uids.instance(f"level-{level}")
@@ -364,7 +398,7 @@ def _level_parts(
                 number=p + 1,
                 total=n_parts,
             )
-        layout = FrameLayout((tile, tile), across, down, first, n_frames)
+        layout = FrameLayout((tile, tile), across, down, tiles[first : first + n_frames], first)
         dataset = image_dataset(
             spec,
             common,
@@ -396,7 +430,7 @@ def _write_single_frame(
     instance_number: int,
 ) -> None:
     rows, columns = pixels.shape[:2]
-    layout = FrameLayout((rows, columns), 1, 1, 0, 1)
+    layout = FrameLayout((rows, columns), 1, 1, range(1))
     dataset = image_dataset(
         spec,
         common,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Protocol
@@ -78,10 +78,13 @@ class _Level:
         sink: FrameSink,
         encode: Callable[[np.ndarray], bytes],
         pool: Executor,
+        present: Container[int] | None,
     ) -> None:
         self.index = index
         self.encode = encode
         self.pool = pool
+        self.present = present
+        self.tiles_across = math.ceil(width / tile)
         self.width = width
         self.height = height
         self.tile = tile
@@ -89,6 +92,7 @@ class _Level:
         self.pending: list[np.ndarray] = []
         self.pending_rows = 0
         self.rows_done = 0
+        self.tile_row = 0
 
     def ready(self) -> bool:
         if self.pending_rows >= self.tile:
@@ -98,14 +102,20 @@ class _Level:
     def take_band(self) -> np.ndarray:
         band = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending)
         take = min(self.tile, band.shape[0])
+        self.tile_row = self.rows_done // self.tile
         rest = band[take:]
         self.pending = [rest] if rest.shape[0] else []
         self.pending_rows = rest.shape[0]
         self.rows_done += take
         return band[:take]
 
-    def emit(self, band: np.ndarray) -> None:
-        frames = [self._frame(band, x) for x in range(0, self.width, self.tile)]
+    def emit(self, band: np.ndarray, tile_row: int) -> None:
+        first = tile_row * self.tiles_across
+        frames = [
+            self._frame(band, column * self.tile)
+            for column in range(self.tiles_across)
+            if self.present is None or first + column in self.present
+        ]
         for data in self.pool.map(self.encode, frames):
             self.sink.write_encoded(data)
 
@@ -127,10 +137,12 @@ def write_pyramid(
     encode: Callable[[np.ndarray], bytes],
     *,
     workers: int = 1,
+    present: Sequence[Container[int] | None] | None = None,
     progress: ProgressCallback | None = None,
 ) -> None:
     """Render the phantom and send every level's frames, encoded by ``encode``, row-major,
-    to ``sinks[level]``."""
+    to ``sinks[level]``; only the tiles in ``present[level]`` (row-major indices) when that
+    is given, every tile when it is None."""
     if len(sinks) != spec.levels:
         raise ValueError(f"{spec.levels} levels need {spec.levels} sinks, not {len(sinks)}")
     tile = spec.tile_size
@@ -139,7 +151,7 @@ def write_pyramid(
     total = tiles_across * tiles_down
     with _executor(workers) as pool:
         levels = [
-            _Level(k, w, h, tile, sinks[k], encode, pool)
+            _Level(k, w, h, tile, sinks[k], encode, pool, present[k] if present else None)
             for k, (w, h) in enumerate(spec.level_sizes)
         ]
         for ty in range(tiles_down):
@@ -171,6 +183,6 @@ def _feed(levels: list[_Level], index: int, rows: np.ndarray) -> None:
     level.pending_rows += rows.shape[0]
     while level.ready():
         band = level.take_band()
-        level.emit(band)
+        level.emit(band, level.tile_row)
         if index + 1 < len(levels):
             _feed(levels, index + 1, downsample_2x(band))

@@ -105,6 +105,40 @@ def pixel_centres_um(start: int, count: int, mpp: float) -> np.ndarray:
     return (np.arange(start, start + count, dtype=np.float64) + 0.5) * mpp
 
 
+def edge_softness_um(mpp: float) -> float:
+    """Half-width of the blur of every drawn edge: 1.5 µm, or a pixel when pixels are larger."""
+    return max(1.5, mpp)
+
+
+@dataclass(frozen=True)
+class Features:
+    """What may show in a region; False means surely not (True may be a near miss)."""
+
+    tissue: bool
+    pen: bool
+    glass_edge: bool
+
+    @property
+    def any(self) -> bool:
+        return self.tissue or self.pen or self.glass_edge
+
+
+def features_in(
+    scene: Scene, x0_um: float, y0_um: float, x1_um: float, y1_um: float, mpp: float
+) -> Features:
+    """Which of the scene's features may colour pixels in a rectangle, rendered at ``mpp``.
+
+    The one test both the renderer (to skip work) and the writer (to leave out frames that
+    show only glass) use, so a frame left out never had anything to show.
+    """
+    soft = edge_softness_um(mpp)
+    return Features(
+        tissue=any(b.intersects(x0_um, y0_um, x1_um, y1_um, soft) for b in scene.tissue),
+        pen=scene.pen is not None and scene.pen.intersects(x0_um, y0_um, x1_um, y1_um, soft),
+        glass_edge=scene.glass_edge is not None and scene.glass_edge.intersects(x0_um, x1_um, soft),
+    )
+
+
 def render_region(
     scene: Scene,
     x_um: np.ndarray,
@@ -120,15 +154,17 @@ def render_region(
     """
     h, w = len(y_um), len(x_um)
     od = np.broadcast_to(GLASS_OD, (h, w, 3)).copy()
-    x0, x1 = float(x_um[0]) - mpp, float(x_um[-1]) + mpp
-    y0, y1 = float(y_um[0]) - mpp, float(y_um[-1]) + mpp
     xg, yg = x_um[None, :], y_um[:, None]
-    soft = max(1.5, mpp)
+    soft = edge_softness_um(mpp)
+    shows = features_in(
+        scene, float(x_um[0]) - mpp, float(y_um[0]) - mpp, float(x_um[-1]) + mpp,
+        float(y_um[-1]) + mpp, mpp,
+    )  # fmt: skip
 
-    if any(b.intersects(x0, y0, x1, y1, soft) for b in scene.tissue):
+    if shows.tissue:
         _add_tissue(od, scene, x_um, y_um, mpp, seed, soft)
 
-    if scene.pen is not None and scene.pen.intersects(x0, y0, x1, y1, soft):
+    if shows.pen and scene.pen is not None:
         half = scene.pen.width_um / 2
         alpha = np.clip((half - scene.pen.distance(xg, yg)) / (2 * soft) + 0.5, 0.0, 1.0)
         streak = 0.75 + 0.25 * value_noise(
@@ -137,7 +173,7 @@ def render_region(
         od += (alpha * streak)[..., None] * PEN_INK_OD
 
     edge = scene.glass_edge
-    if edge is not None and edge.intersects(x0, x1, soft):
+    if shows.glass_edge and edge is not None:
         dx = (x_um - edge.x_um).astype(np.float32)
         line = np.exp(-((dx / max(edge.width_um, mpp)) ** 2))
         beyond = np.maximum(dx, 0.0)

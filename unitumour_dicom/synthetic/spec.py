@@ -76,6 +76,10 @@ class PhantomSpec:
         position in a PerFrameFunctionalGroupsSequence item).
     concatenation_frames
         Split each level into concatenated instances of at most this many frames.
+    omit_empty_tiles
+        Leave out the frames that show only glass, as scanners that scan only where they
+        found tissue do; readers fill the gaps (RecommendedAbsentPixelCIELabValue, white).
+        Needs per-frame positions: TILED_SPARSE or ``omit_optional``.
     omit_optional
         Write neither DimensionOrganizationType nor FrameOfReferenceUID, as older
         converters did. Frames then carry their positions per frame (PlanePositionSlide),
@@ -102,6 +106,7 @@ class PhantomSpec:
     overview: bool = True
     dimension_organization: DimensionOrganization = "TILED_FULL"
     concatenation_frames: int | None = None
+    omit_empty_tiles: bool = False
     omit_optional: bool = False
     transfer_syntax: str = "jpeg_baseline"
     patient_id: str = "PHANTOM-0001"
@@ -148,9 +153,21 @@ class PhantomSpec:
                 f"transfer_syntax {self.transfer_syntax!r} is not one of "
                 + ", ".join(TRANSFER_SYNTAX_NAMES)
             )
-        for name in ("pen_mark", "glass_edge", "label", "overview", "omit_optional"):
+        for name in (
+            "pen_mark",
+            "glass_edge",
+            "label",
+            "overview",
+            "omit_empty_tiles",
+            "omit_optional",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, not {getattr(self, name)!r}")
+        if self.omit_empty_tiles and not self.per_frame_positions:
+            raise ValueError(
+                "omit_empty_tiles needs frames that carry their positions: "
+                "dimension_organization='TILED_SPARSE' (or omit_optional)"
+            )
         if self.transfer_syntax == "explicit_vr_little_endian":
             tiles = math.ceil(self.width / self.tile_size) * math.ceil(self.height / self.tile_size)
             per_instance = min(tiles, self.concatenation_frames or tiles)
