@@ -76,6 +76,7 @@ def test_painted_phantom_mask_aligns_with_ground_truth(phantom, tmp_path: Path, 
     truth_tissue = phantom.tissue_mask(MODEL_MPP).array
     assert result.tumour.mpp == result.probability.mpp == result.tissue.mpp == MODEL_MPP
     assert result.tumour.array.dtype == bool and result.probability.array.dtype == np.uint8
+    assert result.probability.max_value == 255 and result.probability.is_probability
     assert dice(result.tumour.array, truth) > 0.98
     assert dice(result.tissue.array, truth_tissue) > 0.97
     assert not (result.tumour.array & ~result.tissue.array).any()

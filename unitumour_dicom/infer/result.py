@@ -19,7 +19,8 @@ class InferenceResult:
         bool; the post-processed tumour mask (threshold, small objects removed, small holes
         filled, limited to tissue).
     probability:
-        uint8; the blended tumour probability times 255, rounded (0 outside read tiles).
+        uint8 with ``max_value=255``: the blended tumour probability times 255, rounded
+        (0 outside read tiles); ``probability.fraction()`` gives floats.
     tissue:
         bool; tissue detected on the coarse level, brought up to the model's grid.
     tumour_area_mm2, tissue_area_mm2:

@@ -194,7 +194,7 @@ def segment_slide(
     timings["total"] = time.perf_counter() - started
     result = InferenceResult(
         tumour=SlideMask(tumour, mpp),
-        probability=SlideMask(probability, mpp),
+        probability=SlideMask(probability, mpp, max_value=255),
         tissue=SlideMask(tissue, mpp),
         tumour_area_mm2=tumour_area,
         tissue_area_mm2=tissue_area,

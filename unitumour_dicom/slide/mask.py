@@ -6,6 +6,10 @@ Geometry: pixel (r, c) of the array covers the physical square whose top-left co
 (c * mpp, r * mpp) micrometres from the top-left corner of the slide's total pixel matrix at
 the base level. Both axes share one pixel size. The array may extend past the slide's edge by
 less than one pixel; nothing outside the slide is meaningful.
+
+Values: bool for a mask; float in [0, 1] for probabilities; or unsigned integers holding
+probabilities scaled to ``0..max_value`` (inference stores its probability map as uint8 with
+``max_value=255``, a quarter of float32's memory), so ``fraction()`` gives back [0, 1].
 """
 
 from __future__ import annotations
@@ -21,12 +25,33 @@ class SlideMask:
 
     array: np.ndarray
     mpp: float  # micrometres per pixel, both axes
+    max_value: int | None = None  # for integer probabilities: the stored value meaning 1.0
 
     def __post_init__(self) -> None:
         if self.array.ndim != 2:
             raise ValueError(f"a slide mask is 2-D, not {self.array.ndim}-D")
         if not self.mpp > 0:
             raise ValueError(f"mpp must be positive, not {self.mpp}")
+        if self.max_value is not None:
+            if self.array.dtype.kind != "u":
+                raise ValueError(f"max_value applies to unsigned integers, not {self.array.dtype}")
+            if not 0 < self.max_value <= np.iinfo(self.array.dtype).max:
+                raise ValueError(f"max_value {self.max_value} does not fit {self.array.dtype}")
+
+    @property
+    def is_probability(self) -> bool:
+        """Whether values are probabilities (float, or integers scaled by ``max_value``)."""
+        return self.array.dtype.kind == "f" or self.max_value is not None
+
+    def fraction(self, values: np.ndarray | None = None) -> np.ndarray:
+        """``values`` (default: the whole array) as probabilities in [0, 1], float32; a mask
+        becomes 0 or 1. Pass blocks to convert a large map piece by piece."""
+        block = self.array if values is None else np.asarray(values)
+        if self.max_value is not None:
+            return block.astype(np.float32) / np.float32(self.max_value)
+        if block.dtype.kind == "f":
+            return block.astype(np.float32, copy=False)
+        return (block != 0).astype(np.float32)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -37,8 +62,12 @@ class SlideMask:
         return (self.mpp / 1000.0) ** 2
 
     def area_mm2(self) -> float:
-        """Area of the mask (sum of probabilities for a float map) in square millimetres."""
-        return float(self.array.sum(dtype=np.float64)) * self.pixel_area_mm2
+        """Area of the mask (sum of probabilities for a probability map) in square
+        millimetres."""
+        total = float(self.array.sum(dtype=np.float64))
+        if self.max_value is not None:
+            total /= self.max_value
+        return total * self.pixel_area_mm2
 
     def sample(self, rows: np.ndarray, cols: np.ndarray, target_mpp: float) -> np.ndarray:
         """Nearest-neighbour values at the centres of target pixels (rows, cols) of size
