@@ -17,7 +17,9 @@ peak should grow by no more than the outputs do.
     python benchmarks/inference_throughput.py --model demo --device cpu \\
         --speed-size 3072x3072 --memory-sizes 4096x4096,8192x8192 --json-out bench.json
 
-Phantoms are written once into --workdir (default: a temporary folder) and reused.
+Phantoms are written once into --workdir (default: a temporary folder) and reused. On a GPU
+host, ``--device cuda --agreement-size 4096x4096`` also segments one phantom with CUDA
+(autocast, channels_last) and with the CPU and reports how far the two masks agree.
 """
 
 from __future__ import annotations
@@ -141,9 +143,6 @@ def measure_speed(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     kept_mp = result.tiles * card.tile_size**2 / 1e6
     raster_mp = result.tumour.array.size / 1e6
     reference = truth.tumour_mask(card.mpp).array
-    got = result.tumour.array[: reference.shape[0], : reference.shape[1]]
-    inter = np.count_nonzero(got & reference)
-    dice = 2 * inter / max(np.count_nonzero(got) + np.count_nonzero(reference), 1)
     return {
         "slide_base_pixels": list(size),
         "raster_shape": list(result.tumour.shape),
@@ -161,8 +160,49 @@ def measure_speed(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "frame_cache_hit_ratio": result.stats.get("frame_cache_hit_ratio"),
         "tumour_area_mm2": result.tumour_area_mm2,
         "tissue_area_mm2": result.tissue_area_mm2,
-        "dice_vs_phantom_truth": dice,
+        "dice_vs_phantom_truth": dice(result.tumour.array, reference),
     }
+
+
+def measure_agreement(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """The same phantom segmented on two devices (e.g. CUDA with autocast and channels_last
+    against the CPU in float32): Dice between the masks and probability differences."""
+    from unitumour_dicom.infer import segment_slide
+    from unitumour_dicom.slide import open_slide
+
+    size = parse_size(args.agreement_size)
+    truth = phantom(workdir, size, args.seed)
+    devices = args.agreement_devices.split(",")
+    results, report = {}, {}
+    for device in devices:
+        model = load(args.model, device)
+        for _ in range(2):  # the second run is kept: allocator and cuDNN warm
+            with open_slide(truth.instance_paths) as slide:
+                result = segment_slide(
+                    slide, model, batch_size=args.batch_size, read_threads=args.read_threads
+                )
+        results[device] = result
+        reference = truth.tumour_mask(model.card.mpp).array
+        report[device] = {
+            "device": result.device,
+            "tiles": result.tiles,
+            "total_s": result.timings["total"],
+            "dice_vs_phantom_truth": dice(result.tumour.array, reference),
+        }
+    if len(devices) == 2:
+        first, second = (results[d] for d in devices)
+        a = first.probability.array.astype(np.int16)
+        b = second.probability.array.astype(np.int16)
+        report["dice_between_devices"] = dice(first.tumour.array, second.tumour.array)
+        report["probability_abs_diff_mean"] = float(np.abs(a - b).mean()) / 255
+        report["probability_abs_diff_max"] = int(np.abs(a - b).max()) / 255
+    return report
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    b = b[: a.shape[0], : a.shape[1]]
+    a = a[: b.shape[0], : b.shape[1]]
+    return 2 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1)
 
 
 def memory_child(args: argparse.Namespace) -> None:
@@ -232,6 +272,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--speed-size", default="3072x3072", help="base WxH at 0.5 µm/px")
     parser.add_argument("--memory-sizes", default="4096x4096,8192x8192")
+    parser.add_argument(
+        "--agreement-size", default=None, help="also segment a phantom of this size on two devices"
+    )
+    parser.add_argument("--agreement-devices", default="cuda,cpu")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--workdir", type=Path, default=None)
@@ -277,6 +321,10 @@ def main() -> None:
                 f"(ratio {m['peak_growth_over_output_growth']:.2f}; target <= 1)",
                 flush=True,
             )
+        if args.agreement_size:
+            print("agreement:", flush=True)
+            report["agreement"] = measure_agreement(args, workdir)
+            print("  " + json.dumps(report["agreement"]), flush=True)
         if args.json_out:
             args.json_out.write_text(json.dumps(report, indent=2) + "\n")
 
