@@ -71,3 +71,61 @@ def block(shape: tuple[int, int], rows: slice, cols: slice) -> np.ndarray:
     m = np.zeros(shape, bool)
     m[rows, cols] = True
     return m
+
+
+def write_phantom_with_reference(root: Path, *, seed: int = 7, tumours: int = 3):  # type: ignore[no-untyped-def]
+    """A small phantom WSI and its ground truth written as a reference DICOM SEG pyramid (by
+    the project's own SEG writer), plus a slide list CSV naming them."""
+    import pydicom
+
+    from unitumour_dicom.config import load_settings
+    from unitumour_dicom.seg import AlgorithmInfo, write_seg_pyramid
+    from unitumour_dicom.store import FileStore
+    from unitumour_dicom.synthetic import PhantomSpec, write_phantom_slide
+
+    spec = PhantomSpec(
+        width=1024,
+        height=768,
+        tile_size=256,
+        levels=3,
+        mpp=0.5,
+        seed=seed,
+        n_tumours=tumours,
+        layout="blobs" if tumours else "none",
+        label=False,
+        overview=False,
+    )
+    phantom = write_phantom_slide(root / "slide", spec)
+    store = FileStore(root / "store")
+    pyramid = write_seg_pyramid(
+        source_datasets=[
+            pydicom.dcmread(p, stop_before_pixels=True) for p in phantom.instance_paths
+        ],
+        mask=phantom.tumour_mask(phantom.mpp),
+        probability=None,
+        algorithm=AlgorithmInfo(name="ground-truth", version="1"),
+        settings=load_settings(data_dir=root / "data").seg,
+        uid_seed=f"reference-{seed}",
+        store=store,
+    )
+    seg_dir = root / "reference"
+    seg_dir.mkdir()
+    for info in pyramid.instances:
+        src = store.abspath(info.path)
+        (seg_dir / src.name).write_bytes(src.read_bytes())
+    return phantom, seg_dir
+
+
+def write_slide_list(path: Path, rows: list[dict]) -> Path:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["slide", "seg", "cls", "case", "split"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def phantom_pair(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("phantom-ref")
+    phantom, seg_dir = write_phantom_with_reference(root)
+    return root, phantom, seg_dir
