@@ -196,9 +196,11 @@ def _add_tissue(
     soft: float,
 ) -> None:
     xg, yg = x_um[None, :], y_um[:, None]
-    tissue = np.clip(scene.tissue_distance(xg, yg, soft) / (2 * soft) + 0.5, 0.0, 1.0)
-    tumour_soft = max(4.0, mpp)
-    tumour = np.clip(scene.tumour_distance(xg, yg, tumour_soft) / (2 * tumour_soft) + 0.5, 0.0, 1.0)
+    tumour_soft = max(4.0, mpp)  # a wider margin than soft: one evaluation serves both
+    tissue_d = scene.tissue_distance(xg, yg, tumour_soft)
+    tissue = np.clip(tissue_d / (2 * soft) + 0.5, 0.0, 1.0)
+    tumour_d = scene.tumour_distance(xg, yg, tumour_soft, tissue_distance=tissue_d)
+    tumour = np.clip(tumour_d / (2 * tumour_soft) + 0.5, 0.0, 1.0)
     patches = fractal_noise(x_um, y_um, 30.0, 3, salt_for(seed, 11))
     fibres = value_noise(x_um, y_um, (45.0, 3.5), salt_for(seed, 14))
     fine = value_noise(x_um, y_um, 2.5, salt_for(seed, 12))
@@ -305,7 +307,7 @@ def _ellipses(
     margin = lattice.clearance * hi + lattice.clearance_um
     clearance = lattice.clearance * a + lattice.clearance_um
     tissue_d = scene.tissue_distance(cx, cy, margin)
-    tumour_d = scene.tumour_distance(cx, cy, margin)
+    tumour_d = scene.tumour_distance(cx, cy, margin, tissue_distance=tissue_d)
     if lattice.region == "tumour":
         inside = (tumour_d > clearance) & (tissue_d > clearance)
     else:

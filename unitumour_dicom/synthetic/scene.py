@@ -62,7 +62,7 @@ class Blob:
         """
         dx = np.asarray(x_um, dtype=np.float32) - np.float32(self.cx_um)
         dy = np.asarray(y_um, dtype=np.float32) - np.float32(self.cy_um)
-        rho = np.hypot(dx, dy)
+        rho = np.sqrt(dx * dx + dy * dy)  # squares on the 1-D axes, then one 2-D pass
         theta = np.arctan2(dy, dx)
         boundary = np.ones(np.broadcast_shapes(dx.shape, dy.shape), dtype=np.float32)
         for k, amplitude, phase in self.harmonics:
@@ -109,7 +109,8 @@ class PenStroke:
             vx, vy = bx - ax, by - ay
             length2 = vx * vx + vy * vy or 1e-12
             t = np.clip(((x - ax) * vx + (y - ay) * vy) / np.float32(length2), 0.0, 1.0)
-            np.minimum(best, np.hypot(x - ax - t * vx, y - ay - t * vy), out=best)
+            ex, ey = x - ax - t * vx, y - ay - t * vy
+            np.minimum(best, np.sqrt(ex * ex + ey * ey), out=best)
         return best
 
     def to_dict(self) -> dict[str, Any]:
@@ -169,14 +170,22 @@ class Scene:
         return _union_distance(self.tissue, x_um, y_um, margin)
 
     def tumour_distance(
-        self, x_um: np.ndarray, y_um: np.ndarray, margin: float = 0.0
+        self,
+        x_um: np.ndarray,
+        y_um: np.ndarray,
+        margin: float = 0.0,
+        tissue_distance: np.ndarray | None = None,
     ) -> np.ndarray:
         """Signed distance to the tumour boundary (tumour = tumour blobs ∩ tissue), with the
-        same ``margin`` contract as :meth:`tissue_distance`."""
+        same ``margin`` contract as :meth:`tissue_distance`. ``tissue_distance``, if given,
+        is that of the same points with at least this ``margin``, and is not computed again.
+        """
         tumour = _union_distance(self.tumours, x_um, y_um, margin)
         if not self.tumours:
             return tumour
-        return np.minimum(tumour, self.tissue_distance(x_um, y_um, margin))
+        if tissue_distance is None:
+            tissue_distance = self.tissue_distance(x_um, y_um, margin)
+        return np.minimum(tumour, tissue_distance)
 
     def tissue_mask(self, x_um: np.ndarray, y_um: np.ndarray) -> np.ndarray:
         return self.tissue_distance(x_um, y_um) > 0
