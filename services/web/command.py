@@ -47,7 +47,16 @@ def web(
             f"{migrate.head_revision(url)}: run 'unitumour db upgrade' first"
         )
     log.info("web settings: %s", masked_settings(settings)["web"])
-    app = create_app(settings)
+    from ..worker import make_job_dispatcher
+
+    # Re-runs and re-sends go to the workers' queues at once (the worker's reconcile would
+    # find them too, later).
+    dispatcher = make_job_dispatcher(settings)
+    app = create_app(
+        settings,
+        dispatch_job=dispatcher.dispatch_job,
+        dispatch_delivery=dispatcher.dispatch_delivery,
+    )
     viewer = app.state.ctx.viewer
     if viewer.missing:
         log.warning(
