@@ -31,6 +31,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -124,10 +125,19 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _make_embedded_broker_dir(url: str) -> None:
+    """The embedded broker's SQLite file needs its folder (the data directory) to exist."""
+    if broker_kind(url) == "embedded" and "sqlite:///" in url:
+        path = url.split("sqlite:///", 1)[1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
 def create_celery_app(settings: Settings) -> Celery:
     """The Celery app for ``settings``; tasks are registered on it, not on a global app."""
     app = Celery("unitumour", set_as_current=False)
     app.conf.update(celery_config(settings))
+    _make_embedded_broker_dir(settings.broker_url)
 
     @app.task(name=SEGMENT_TASK, bind=True)
     def segment(self: Any, job_id: int) -> str:
@@ -313,13 +323,16 @@ def _deliver(ctx: WorkerContext, delivery_id: int) -> str:
     with ctx.runtime.session() as session:
         delivery = session.get(Delivery, delivery_id)
         assert delivery is not None
-        attempt_delivery(
-            session=session,
-            delivery=delivery,
-            store=ctx.runtime.store,
-            settings=settings.delivery,
-            now=utcnow(),
-        )
+        # No flush before the attempt's own: on SQLite a flush would hold the database's
+        # write lock for as long as the association with the destination lasts.
+        with session.no_autoflush:
+            attempt_delivery(
+                session=session,
+                delivery=delivery,
+                store=ctx.runtime.store,
+                settings=settings.delivery,
+                now=utcnow(),
+            )
         state, next_at = delivery.state, delivery.next_attempt_at
     if state == DeliveryState.PENDING and next_at is not None:
         delay = max((next_at - utcnow()).total_seconds(), 0.0)

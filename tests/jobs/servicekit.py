@@ -362,8 +362,10 @@ def _accepts(port: int) -> bool:
 
 
 # -- slides and jobs ------------------------------------------------------------------------
-def phantom_folders(root: Path, n: int, *, width: int = 1024, height: int = 768) -> list[Path]:
-    """``n`` small phantom slides (distinct UIDs), one folder each."""
+def phantom_folders(
+    root: Path, n: int, *, width: int = 1024, height: int = 768, first_seed: int = 100
+) -> list[Path]:
+    """``n`` small phantom slides, one folder each; distinct seeds give distinct UIDs."""
     from unitumour_dicom.synthetic import PhantomSpec, write_phantom_slide
 
     folders = []
@@ -376,7 +378,7 @@ def phantom_folders(root: Path, n: int, *, width: int = 1024, height: int = 768)
                 height=height,
                 tile_size=256,
                 levels=3,
-                seed=100 + i,
+                seed=first_seed + i,
                 label=False,
                 overview=False,
             ),
