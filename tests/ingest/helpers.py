@@ -170,7 +170,7 @@ def pynetdicom_send(
         contexts.add((str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID)))
     for sop_class, ts in sorted(contexts):
         ae.add_requested_context(sop_class, ts)
-    tls_args = (ssl_context, None) if ssl_context is not None else None
+    tls_args = (ssl_context, host) if ssl_context is not None else None
     previous = pynetdicom_config.STORE_SEND_CHUNKED_DATASET
     pynetdicom_config.STORE_SEND_CHUNKED_DATASET = True
     try:
@@ -260,3 +260,18 @@ def native_instance(
 
 def uid_of(path: Path) -> UID:
     return UID(str(dcmread(path, stop_before_pixels=True).SOPInstanceUID))
+
+
+def associations_closed(listening: Listening, timeout: float = 10) -> list[Any]:
+    """Every association row once none is open any more (closing follows the peer's release
+    by a moment: the listener finishes the row when the connection closes)."""
+    from sqlalchemy import select
+
+    from unitumour_dicom.db import Association
+
+    def closed() -> list[Any] | None:
+        with listening.runtime.session() as session:
+            rows = list(session.scalars(select(Association).order_by(Association.id)))
+        return rows if rows and all(r.state != "open" for r in rows) else None
+
+    return wait_until(closed, timeout=timeout)

@@ -9,12 +9,13 @@ import pytest
 from pydicom import dcmread
 from sqlalchemy import select
 
-from unitumour_dicom.db import Association, AuditEvent, Instance, Slide
+from unitumour_dicom.db import AuditEvent, Instance, Slide
 from unitumour_dicom.ingest import IngestEvent
 from unitumour_dicom.store import sha256_file
 
 from .helpers import (
     Listening,
+    associations_closed,
     dataset_sha256,
     dcmtk_reference,
     echo,
@@ -66,8 +67,8 @@ def test_storescu_phantom_is_stored_identically_and_recorded(listening_both, pha
     assert len(rows) == len(phantom.instance_paths)
     with listening_both.runtime.session() as session:
         slide = session.scalars(select(Slide)).one()
-        association = session.scalars(select(Association)).one()
         events = session.scalars(select(AuditEvent.event)).all()
+    (association,) = associations_closed(listening_both)
     assert slide.series_instance_uid == phantom.series_uid
     assert slide.study_instance_uid == phantom.study_uid
     assert slide.source_ae == "SENDER"
@@ -161,7 +162,7 @@ def test_concurrent_associations_from_several_senders(listening, phantoms, tmp_p
     assert_stored_identically(listening, slides[2].instance_paths)
     with listening.runtime.session() as session:
         by_series = {s.series_instance_uid: s.source_ae for s in session.scalars(select(Slide))}
-        associations = session.scalars(select(Association)).all()
+    associations = associations_closed(listening)
     assert by_series == {
         slides[0].series_uid: "SENDER",
         slides[1].series_uid: "SENDER2",

@@ -21,6 +21,7 @@ from unitumour_dicom.ingest.contexts import WSI_SOP_CLASS
 from .helpers import (
     STORESCU,
     Listening,
+    associations_closed,
     echo,
     native_instance,
     pynetdicom_send,
@@ -127,8 +128,7 @@ def test_each_bad_instance_gets_its_status_and_audit_row(listening, phantom, tmp
     assert instance_uids(listening) == set()
     assert list(listening.runtime.store.iter_instance_files()) == []
     assert spool_files(listening) == []
-    with listening.runtime.session() as session:
-        association = session.scalars(select(Association)).one()
+    (association,) = associations_closed(listening)
     assert association.n_failures == len(cases) and association.n_instances == 0
     assert_still_serving(listening, base)
 
@@ -272,7 +272,7 @@ def test_a_sender_that_aborts_mid_instance_leaves_nothing_admitted(
                 select(AuditEvent).where(AuditEvent.event == IngestEvent.INSTANCE_INCOMPLETE)
             ).all()
         )
-        association = session.scalars(select(Association)).one()
+    (association,) = associations_closed(listening)
     assert str(uid_of(big_instance)) in events[0].message
     assert association.state == "aborted" and association.n_instances == 0
     assert instance_uids(listening) == set()

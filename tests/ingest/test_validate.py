@@ -296,3 +296,10 @@ def test_a_corrupt_deflate_stream_cannot_be_understood(phantom, tmp_path):
     with pytest.raises(InvalidInstanceError) as info:
         read_instance_header(path, scratch_dir=tmp_path, max_inflated_bytes=1 << 20)
     assert info.value.status == StoreStatus.CANNOT_UNDERSTAND
+
+
+def test_padding_after_the_deflate_stream_is_ignored(phantom, tmp_path):
+    path = _deflated(tmp_path, phantom.level_paths[1][0], 4096)
+    path.write_bytes(path.read_bytes() + b"\x00\x00")  # writers pad the stream to even length
+    header = read_instance_header(path, scratch_dir=tmp_path, max_inflated_bytes=1 << 20)
+    assert header.dataset.SOPInstanceUID == dcmread(path).SOPInstanceUID

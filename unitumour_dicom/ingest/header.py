@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import uuid
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,7 +145,7 @@ def _inflate_to(source: Path, scratch: Path, *, meta: FileMetaDataset, max_size:
             out.write(b"\x00" * 128 + b"DICM")
             write_file_meta_info(out, plain_meta)  # type: ignore[arg-type]
             try:
-                while chunk := fh.read(_INFLATE_CHUNK):
+                while not inflater.eof and (chunk := fh.read(_INFLATE_CHUNK)):
                     data = inflater.decompress(chunk, _INFLATE_CHUNK)
                     while True:
                         total += len(data)
@@ -154,7 +155,8 @@ def _inflate_to(source: Path, scratch: Path, *, meta: FileMetaDataset, max_size:
                                 int(StoreStatus.OUT_OF_RESOURCES),
                             )
                         out.write(data)
-                        if not inflater.unconsumed_tail:
+                        # after the end of the stream only padding follows (PS3.5 A.5)
+                        if inflater.eof or not inflater.unconsumed_tail:
                             break
                         data = inflater.decompress(inflater.unconsumed_tail, _INFLATE_CHUNK)
                 out.write(inflater.flush())
@@ -182,7 +184,7 @@ def read_instance_header(
         if not transfer_syntax.is_transfer_syntax:
             raise _cannot_understand(f"unknown transfer syntax {transfer_syntax!r}")
         if transfer_syntax == DEFLATED:
-            scratch = scratch_dir / f"{path.name}.inflated"
+            scratch = scratch_dir / f"{uuid.uuid4().hex}.inflated"
             try:
                 _inflate_to(path, scratch, meta=meta, max_size=max_inflated_bytes)
                 inflated = read_instance_header(

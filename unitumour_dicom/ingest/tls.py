@@ -8,6 +8,17 @@ from typing import Any
 from ..config.sections import TLSSettings
 from ..errors import ConfigError
 
+#: RFC 4514 short names for the attribute types Python's ssl module spells out.
+_SHORT_NAMES = {
+    "commonName": "CN",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "countryName": "C",
+    "stateOrProvinceName": "ST",
+    "localityName": "L",
+    "emailAddress": "emailAddress",
+}
+
 
 def server_ssl_context(tls: TLSSettings) -> ssl.SSLContext:
     """The context that wraps each accepted connection.
@@ -47,5 +58,9 @@ def certificate_subject(sock: Any) -> str | None:
         return None
     if not cert:
         return None
-    parts = [f"{key}={value}" for rdn in cert.get("subject", ()) for key, value in rdn]
+    parts = [
+        f"{_SHORT_NAMES.get(key, key)}={value}"
+        for rdn in cert.get("subject", ())
+        for key, value in rdn
+    ]
     return ",".join(parts)[:512] or None
