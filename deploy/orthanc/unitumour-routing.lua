@@ -42,6 +42,7 @@ function OnStableSeries(seriesId, tags, metadataOfSeries)
   print('UniTumour: sending whole-slide series ' .. seriesId .. ' to ' .. TARGET)
   -- Asynchronous: runs as an Orthanc job, visible and resumable in /jobs. The listener answers
   -- success only once each instance is durable, and takes a resent instance as a duplicate.
+  -- DumpJson(..., true) keeps strings as strings: no number-like field may go through it
   RestApiPost('/modalities/' .. TARGET .. '/store',
-              DumpJson({ Resources = { seriesId }, Asynchronous = true, Priority = 0 }, true))
+              DumpJson({ Resources = { seriesId }, Asynchronous = true }, true))
 end
