@@ -3,6 +3,7 @@ after the fact, and no file at all when writing fails part way."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from unitumour_dicom.synthetic.dicom_header import (
     PhantomUids,
     common_dataset,
     image_dataset,
+    per_frame_groups,
     volume_placement,
 )
 
@@ -139,3 +141,30 @@ def test_frame_count_and_shape_are_enforced(tmp_path: Path) -> None:
             w.write_frame(_tiles(1)[0])
             w.write_frame(_tiles(1)[0])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_per_frame_items_are_streamed_and_must_match_the_frames(tmp_path: Path) -> None:
+    sparse = dataclasses.replace(SPEC, dimension_organization="TILED_SPARSE")
+    layout = FrameLayout((32, 32), 3, 2, range(6))
+    items = per_frame_groups(sparse, volume_placement(sparse, 0), layout)
+    assert items is not None and len(items) == 6
+    assert items[-1].PlanePositionSlideSequence[0].ColumnPositionInTotalImagePixelMatrix == 65
+    assert [i.FrameContentSequence[0].DimensionIndexValues for i in items[:2]] == [[1, 1], [2, 1]]
+    assert per_frame_groups(SPEC, volume_placement(SPEC, 0), layout) is None
+    ds, codec = _dataset("jpeg_baseline")
+    path = tmp_path / "sparse.dcm"
+    with iw.InstanceWriter(path, ds, codec, n_frames=6, frame_shape=(32, 32), per_frame=items) as w:
+        for tile in _tiles(6):
+            w.write_frame(tile)
+    read = pydicom.dcmread(path, stop_before_pixels=True)
+    rows = [
+        item.PlanePositionSlideSequence[0].RowPositionInTotalImagePixelMatrix
+        for item in read.PerFrameFunctionalGroupsSequence
+    ]
+    assert rows == [1, 1, 1, 33, 33, 33]
+    with pytest.raises(ValueError, match="6 per-frame items for 5 frames"):
+        with iw.InstanceWriter(
+            tmp_path / "x.dcm", ds, codec, n_frames=5, frame_shape=(32, 32), per_frame=items
+        ):
+            pass
+    assert not (tmp_path / "x.dcm").exists() and not (tmp_path / "x.dcm.partial").exists()

@@ -21,7 +21,7 @@ import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, overload
 
 import highdicom as hd
 from pydicom import Dataset
@@ -301,7 +301,8 @@ def image_dataset(
     concatenation: Concatenation | None = None,
     label_text: str | None = None,
 ) -> Dataset:
-    """One instance's dataset, complete but for Pixel Data and the lossy compression ratio."""
+    """One instance's dataset, complete but for what the writer streams or fills in: Pixel
+    Data, the lossy compression ratio and the per-frame items (:func:`per_frame_groups`)."""
     ds = Dataset()
     ds.update(common)
     acquired = spec.acquisition_datetime
@@ -371,10 +372,6 @@ def image_dataset(
         _dimension_index(uids, _COLUMN_POSITION, "Column Position"),
         _dimension_index(uids, _ROW_POSITION, "Row Position"),
     ]
-    if spec.per_frame_positions:
-        ds.PerFrameFunctionalGroupsSequence = [
-            _frame_groups(placement, layout, i) for i in range(layout.n_frames)
-        ]
     if concatenation is not None:
         ds.ConcatenationUID = concatenation.uid
         ds.SOPInstanceUIDOfConcatenationSource = concatenation.source_instance_uid
@@ -414,6 +411,36 @@ def _dimension_index(uids: PhantomUids, pointer: int, label: str) -> Dataset:
     item.FunctionalGroupPointer = _PLANE_POSITION_SLIDE
     item.DimensionDescriptionLabel = label
     return item
+
+
+class PerFrameGroups(Sequence[Dataset]):
+    """The PerFrameFunctionalGroupsSequence items of an instance, made when read: each
+    frame's PlanePositionSlideSequence and its DimensionIndexValues (column, row)."""
+
+    def __init__(self, placement: SlidePlacement, layout: FrameLayout) -> None:
+        self._placement = placement
+        self._layout = layout
+
+    def __len__(self) -> int:
+        return self._layout.n_frames
+
+    @overload
+    def __getitem__(self, index: int) -> Dataset: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Dataset]: ...
+    def __getitem__(self, index: int | slice) -> Dataset | list[Dataset]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        return _frame_groups(self._placement, self._layout, index % len(self))
+
+
+def per_frame_groups(
+    spec: PhantomSpec, placement: SlidePlacement, layout: FrameLayout
+) -> PerFrameGroups | None:
+    """The per-frame items an instance carries: with TILED_SPARSE or omit_optional, else None."""
+    return PerFrameGroups(placement, layout) if spec.per_frame_positions else None
 
 
 def _frame_groups(placement: SlidePlacement, layout: FrameLayout, frame_index: int) -> Dataset:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -23,7 +24,7 @@ from pydicom import Dataset
 from pydicom.charset import convert_encodings
 from pydicom.dataset import FileMetaDataset
 from pydicom.filebase import DicomFileLike
-from pydicom.filewriter import write_data_element, write_file_meta_info
+from pydicom.filewriter import write_data_element, write_dataset, write_file_meta_info
 from pydicom.tag import Tag
 
 from .. import __version__
@@ -38,7 +39,11 @@ _PIXEL_DATA = Tag(0x7FE0, 0x0010)
 _EXTENDED_OFFSET_TABLE = Tag(0x7FE0, 0x0001)
 _EXTENDED_OFFSET_TABLE_LENGTHS = Tag(0x7FE0, 0x0002)
 _LOSSY_RATIO = Tag(0x0028, 0x2112)
+_PER_FRAME = Tag(0x5200, 0x9230)
+_WRITERS_OWN = (_LOSSY_RATIO, _EXTENDED_OFFSET_TABLE, _EXTENDED_OFFSET_TABLE_LENGTHS, _PER_FRAME)
+_UNDEFINED = 0xFFFFFFFF
 _ITEM = b"\xfe\xff\x00\xe0"
+_ITEM_DELIMITER = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
 _SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 _DS_WIDTH = 16
 _BOT_LIMIT = 2**32 - 1
@@ -49,6 +54,8 @@ class InstanceWriter:
 
     Use as a context manager; :meth:`write_frame` takes raw (rows, columns, 3) uint8 tiles
     in frame order. Leaving the context with an exception removes the partial file.
+    ``per_frame``: the PerFrameFunctionalGroupsSequence items, read one at a time while the
+    header is written (a lazy sequence keeps memory flat for sparse levels of many frames).
     """
 
     def __init__(
@@ -59,6 +66,7 @@ class InstanceWriter:
         *,
         n_frames: int,
         frame_shape: tuple[int, int],
+        per_frame: Sequence[Dataset] | None = None,
     ) -> None:
         self.path = Path(path)
         self._partial = self.path.with_name(self.path.name + ".partial")
@@ -66,6 +74,7 @@ class InstanceWriter:
         self._codec = codec
         self._n_frames = n_frames
         self._frame_shape = frame_shape
+        self._per_frame = per_frame
         self._raw_frame_bytes = frame_shape[0] * frame_shape[1] * 3
         self._frames_written = 0
         self._encoded_bytes = 0
@@ -150,22 +159,25 @@ class InstanceWriter:
         fp.is_implicit_VR = False
         write_file_meta_info(fp, meta, enforce_standard=True)
 
-        reserved: list[tuple[int, bytes, int]] = []  # (tag, VR, value bytes)
-        if self._codec.lossy:
-            reserved.append((_LOSSY_RATIO, b"DS", _DS_WIDTH))
-        if self._extended:
-            reserved.append((_EXTENDED_OFFSET_TABLE, b"OV", 8 * self._n_frames))
-            reserved.append((_EXTENDED_OFFSET_TABLE_LENGTHS, b"OV", 8 * self._n_frames))
         encodings = convert_encodings(self._dataset.get("SpecificCharacterSet", "ISO_IR 6"))
-        pending = sorted(reserved)
+        # What the writer itself puts among the dataset's elements, in tag order.
+        ours: list[tuple[int, Callable[[], None]]] = []
+        if self._codec.lossy:
+            ours.append((_LOSSY_RATIO, lambda: self._reserve(_LOSSY_RATIO, b"DS", _DS_WIDTH)))
+        if self._extended:
+            for tag in (_EXTENDED_OFFSET_TABLE, _EXTENDED_OFFSET_TABLE_LENGTHS):
+                ours.append((tag, lambda tag=tag: self._reserve(tag, b"OV", 8 * self._n_frames)))
+        if self._per_frame is not None:
+            ours.append((_PER_FRAME, lambda: self._stream_sequence(fp, encodings)))
+        ours.sort(key=lambda entry: entry[0])
         for element in self._dataset:
-            while pending and pending[0][0] < element.tag:
-                self._reserve(*pending.pop(0))
-            if element.tag in (_PIXEL_DATA, _LOSSY_RATIO) or element.tag >= _PIXEL_DATA:
+            while ours and ours[0][0] < element.tag:
+                ours.pop(0)[1]()
+            if element.tag in _WRITERS_OWN or element.tag >= _PIXEL_DATA:
                 raise ValueError(f"{element.tag} is the writer's to write")
             write_data_element(fp, element, encodings)
-        while pending:
-            self._reserve(*pending.pop(0))
+        while ours:
+            ours.pop(0)[1]()
 
         n_bytes = self._n_frames * self._raw_frame_bytes
         if self._codec.encapsulated:
@@ -184,6 +196,21 @@ class InstanceWriter:
             self._fp.write(
                 struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OB", 0, n_bytes + (n_bytes & 1))
             )
+
+    def _stream_sequence(self, fp: DicomFileLike, encodings: list[str]) -> None:
+        """PerFrameFunctionalGroupsSequence, one item at a time (undefined lengths), so a
+        sparse level of 25,000 frames never holds 25,000 datasets at once."""
+        assert self._per_frame is not None
+        if len(self._per_frame) != self._n_frames:
+            raise ValueError(f"{len(self._per_frame)} per-frame items for {self._n_frames} frames")
+        fp.write(
+            struct.pack("<HH2sHI", _PER_FRAME >> 16, _PER_FRAME & 0xFFFF, b"SQ", 0, _UNDEFINED)
+        )
+        for item in self._per_frame:
+            fp.write(_ITEM + struct.pack("<I", _UNDEFINED))
+            write_dataset(fp, item, encodings)
+            fp.write(_ITEM_DELIMITER)
+        fp.write(_SEQUENCE_DELIMITER)
 
     def _reserve(self, tag: int, vr: bytes, length: int) -> None:
         assert self._fp is not None

@@ -38,6 +38,7 @@ from .dicom_header import (
     image_dataset,
     label_placement,
     overview_placement,
+    per_frame_groups,
     tile_grid,
     volume_placement,
 )
@@ -413,7 +414,14 @@ def _level_parts(
             concatenation=concatenation,
         )
         path = root / f"{name}.dcm"
-        writer = InstanceWriter(path, dataset, codec, n_frames=n_frames, frame_shape=(tile, tile))
+        writer = InstanceWriter(
+            path,
+            dataset,
+            codec,
+            n_frames=n_frames,
+            frame_shape=(tile, tile),
+            per_frame=per_frame_groups(spec, placement, layout),
+        )
         parts.append((path, n_frames, writer))
     return parts
 
@@ -444,7 +452,10 @@ def _write_single_frame(
         uids=uids,
         label_text=" ".join(label_lines(spec)) if flavour == "LABEL" else None,
     )
-    with InstanceWriter(path, dataset, codec, n_frames=1, frame_shape=(rows, columns)) as w:
+    per_frame = per_frame_groups(spec, placement, layout)
+    with InstanceWriter(
+        path, dataset, codec, n_frames=1, frame_shape=(rows, columns), per_frame=per_frame
+    ) as w:
         w.write_frame(pixels)
 
 
