@@ -284,23 +284,24 @@ def _harmonics(rng: np.random.Generator, scale: float) -> tuple[tuple[int, float
 def _place_tissue(
     rng: np.random.Generator, n_pieces: int, width_um: float, height_um: float
 ) -> tuple[Blob, ...]:
-    """One piece per slot along the longer side, kept inside the image with a margin."""
-    along_x = width_um >= height_um
-    slot = (width_um if along_x else height_um) / n_pieces
+    """One piece per slot of a grid of near-square slots (a last, shorter row spread across
+    the width), each kept inside the image with a margin."""
+    columns = max(1, min(n_pieces, round(math.sqrt(n_pieces * width_um / height_um))))
+    rows = math.ceil(n_pieces / columns)
+    columns = math.ceil(n_pieces / rows)
+    slots = []
+    for row in range(rows):
+        in_row = min(columns, n_pieces - row * columns)
+        sw, sh = width_um / in_row, height_um / rows
+        slots += [((c + 0.5) * sw, (row + 0.5) * sh, sw, sh) for c in range(in_row)]
     pieces = []
-    for i in range(n_pieces):
-        if along_x:
-            cx, cy = (i + 0.5) * slot, height_um / 2
-            sw, sh = slot, height_um
-        else:
-            cx, cy = width_um / 2, (i + 0.5) * slot
-            sw, sh = width_um, slot
+    for cx, cy, sw, sh in slots:
         cx += float(rng.uniform(-0.08, 0.08)) * sw
         cy += float(rng.uniform(-0.08, 0.08)) * sh
         harmonics = _harmonics(rng, 1.0)
         extent = 1.0 + sum(abs(a) for _, a, _ in harmonics)
         room = min(cx, width_um - cx, cy, height_um - cy) * 0.94
-        radius = min(0.5 * min(sw, sh) * float(rng.uniform(0.72, 0.85)), room) / extent
+        radius = min(0.5 * min(sw, sh) * float(rng.uniform(0.85, 0.98)), room) / extent
         pieces.append(Blob(round(cx, 3), round(cy, 3), round(radius, 3), harmonics))
     return tuple(pieces)
 
