@@ -354,8 +354,13 @@ def image_dataset(
     origin.YOffsetInSlideCoordinateSystem = _ds(placement.y_mm)
     ds.TotalPixelMatrixOriginSequence = [origin]
     ds.ImageOrientationSlide = [_ds(v) for v in IMAGE_ORIENTATION_SLIDE]
-    ds.ImagedVolumeWidth = _ds(placement.width_mm if flavour != "VOLUME" else _volume_mm(spec)[0])
-    ds.ImagedVolumeHeight = _ds(placement.height_mm if flavour != "VOLUME" else _volume_mm(spec)[1])
+    # The area imaged: the base level's for every level of the pyramid (a lower level's
+    # rounded-up pixel grid may reach a fraction of a pixel past it), the image's own else.
+    width_mm, height_mm = (
+        _volume_mm(spec) if flavour == "VOLUME" else (placement.width_mm, placement.height_mm)
+    )
+    ds.ImagedVolumeWidth = _ds(width_mm)
+    ds.ImagedVolumeHeight = _ds(height_mm)
     ds.ImagedVolumeDepth = _ds(SECTION_THICKNESS_MM * 1000)
     # Absent tiles (TILED_SPARSE) show as white glass: CIELab L=100, a=b=0.
     ds.RecommendedAbsentPixelCIELabValue = [0xFFFF, 0x8080, 0x8080]
