@@ -196,6 +196,17 @@ def start_worker(config: ServiceConfig, tmp_path: Path, queue: str, index: int =
     return unitumour(config, args, tmp_path / f"{name}.log", name)
 
 
+def start_worker_group(config: ServiceConfig, tmp_path: Path) -> Proc:
+    """``unitumour worker``: the supervisor with its segmentation and delivery processes."""
+    return unitumour(config, ["worker"], tmp_path / "workers.log", "workers")
+
+
+def group_ready(proc: Proc, processes: int) -> bool:
+    if not proc.alive():
+        raise AssertionError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.text()}")
+    return proc.text().count(" ready.") >= processes
+
+
 def worker_ready(proc: Proc) -> bool:
     if not proc.alive():
         raise AssertionError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.text()}")

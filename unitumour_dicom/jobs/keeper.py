@@ -75,8 +75,14 @@ class LeaseKeeper:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop heartbeating (idempotent). Called before the job's outcome is recorded, so
+        that a beat cannot race the outcome's own update of the lease."""
         self._done.set()
-        self._thread.join(timeout=self.heartbeat_seconds + 5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.heartbeat_seconds + 5)
 
     def _run(self) -> None:
         while not self._done.wait(self.heartbeat_seconds):
@@ -92,6 +98,8 @@ class LeaseKeeper:
                 log.warning("job %s: heartbeat failed", self.lease.job_id, exc_info=True)
                 continue
             if renewed is None:
+                if self._done.is_set():
+                    return  # the outcome was recorded meanwhile: the lease is gone, not lost
                 log.error(
                     "job %s: lease %s lost (taken over or finished elsewhere)",
                     self.lease.job_id,
@@ -102,9 +110,13 @@ class LeaseKeeper:
             self.lease = renewed
             self.beats += 1
 
-    def check(self) -> None:
-        """Raise if the job must stop now: lease lost, or the worker is shutting down."""
+    def check_lease(self) -> None:
+        """Raise LeaseLostError if a heartbeat found the lease taken over."""
         if self.lost.is_set():
             raise LeaseLostError(f"job {self.lease.job_id}: lease {self.lease.owner} was lost")
+
+    def check(self) -> None:
+        """Raise if the job must stop now: lease lost, or the worker is shutting down."""
+        self.check_lease()
         if self.stop_requested.is_set():
             raise JobInterrupted(f"job {self.lease.job_id}: the worker is stopping")

@@ -331,6 +331,10 @@ def process_slide(
                 timer=timer,
                 worker=worker,
             )
+            # The work is done: no heartbeat may race the outcome's update of the lease, and
+            # a stop request no longer gives the job back (recording takes a moment).
+            keeper.stop()
+            keeper.check_lease()
             result_id, delivery_ids, timings = _record(
                 job_id=job_id,
                 lease=keeper.lease,
