@@ -92,3 +92,18 @@ def test_otsu_splits_two_populations():
 def test_rgb_is_required():
     with pytest.raises(ValueError, match="RGB"):
         tissue_pixels(np.zeros((4, 4), np.uint8))
+
+
+def test_blocks_of_rows_decide_as_the_whole_image_does(monkeypatch: pytest.MonkeyPatch):
+    import unitumour_dicom.slide.tissue as tissue
+
+    rng = np.random.default_rng(5)
+    image = colour_block(GLASS, (60, 50))
+    image[10:50, 5:45] = EOSIN
+    image[20:30, 10:20] = HAEMATOXYLIN
+    image[:, 47:] = BLUE_INK
+    image = np.clip(image + rng.integers(-12, 13, image.shape), 0, 255).astype(np.uint8)
+    whole = tissue_pixels(image)
+    monkeypatch.setattr(tissue, "_CHUNK_PIXELS", 7 * 50)
+    np.testing.assert_array_equal(tissue_pixels(image), whole)
+    assert whole[12:48, 7:43].mean() > 0.95 and not whole[:, 47:].any()

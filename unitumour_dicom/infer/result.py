@@ -42,7 +42,8 @@ class InferenceResult:
         Tiles the whole raster has (read or skipped for holding no tissue).
     stats:
         Other figures: ``frame_cache_hit_ratio`` (decoded frames reused by overlapping
-        tiles), ``tissue_mpp``.
+        tiles), ``frames_decoded``, ``decode_megapixels_per_s`` (per decoding thread-second),
+        ``tissue_mpp``.
     """
 
     tumour: SlideMask

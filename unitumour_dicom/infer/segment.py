@@ -206,6 +206,12 @@ def segment_slide(
         tiles_in_grid=grid.rows * grid.cols,
         stats={
             "frame_cache_hit_ratio": reader.cache_hit_ratio,
+            "frames_decoded": float(reader.frames_decoded),
+            "decode_megapixels_per_s": (
+                reader.frames_decoded * level.tile_width * level.tile_height / 1e6 / decode_s
+                if (decode_s := times.get("decode")) > 0
+                else 0.0
+            ),
             "tissue_mpp": tissue_low.mpp,
         },
     )

@@ -120,6 +120,11 @@ class LevelReader:
         self.times = times if times is not None else StageTimes()
 
     @property
+    def frames_decoded(self) -> int:
+        """Frames fetched and decoded so far (a frame evicted and needed again counts twice)."""
+        return self._cache.misses
+
+    @property
     def cache_hit_ratio(self) -> float:
         total = self._cache.hits + self._cache.misses
         return self._cache.hits / total if total else 0.0

@@ -37,11 +37,18 @@ class TissueParams:
 
 
 def otsu_threshold(
-    values: np.ndarray, bins: int = 256, value_range: tuple[float, float] = (0, 1)
+    values: np.ndarray | None = None,
+    bins: int = 256,
+    value_range: tuple[float, float] = (0, 1),
+    *,
+    histogram: np.ndarray | None = None,
 ) -> float:
-    """Otsu's threshold: the cut of the histogram that maximises between-class variance."""
-    hist, edges = np.histogram(values, bins=bins, range=value_range)
-    hist = hist.astype(np.float64)
+    """Otsu's threshold: the cut of the histogram that maximises between-class variance.
+    Give the values, or their ``histogram`` over ``bins`` equal bins of ``value_range``."""
+    if histogram is None:
+        histogram, _ = np.histogram(values, bins=bins, range=value_range)
+    hist = np.asarray(histogram, np.float64)
+    edges = np.linspace(value_range[0], value_range[1], len(hist) + 1)
     if hist.sum() == 0:
         return value_range[0]
     centres = (edges[:-1] + edges[1:]) / 2
@@ -54,26 +61,40 @@ def otsu_threshold(
     return float(edges[int(np.argmax(between[:-1])) + 1])
 
 
+_CHUNK_PIXELS = 1 << 20  # temporaries of the colour tests: about 40 bytes per pixel
+
+
+def _colour_tests(rgb: np.ndarray, p: TissueParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(saturation, candidates, H&E colour) of a block of uint8 RGB."""
+    pixels = rgb.astype(np.float32)
+    brightest = pixels.max(axis=2)
+    saturation = (brightest - pixels.min(axis=2)) / np.maximum(brightest, 1.0)
+    od = -np.log((pixels + 1.0) / 256.0)
+    od_r, od_g, od_b = od[..., 0], od[..., 1], od[..., 2]
+    candidates = (od_g >= p.min_green_od) & (brightest >= p.min_brightness)
+    stain = (od_g >= p.min_green_to_red_od * od_r) & (od_b <= p.max_blue_to_green_od * od_g)
+    return saturation, candidates, stain
+
+
 def tissue_pixels(rgb: np.ndarray, params: TissueParams | None = None) -> np.ndarray:
-    """Per-pixel tissue decision (no cleaning) for uint8 RGB (rows x columns x 3)."""
+    """Per-pixel tissue decision (no cleaning) for uint8 RGB (rows x columns x 3), computed
+    in blocks of rows so that temporaries stay small whatever the image's size."""
     p = params or TissueParams()
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected rows x columns x 3 RGB, got shape {rgb.shape}")
-    rgb = rgb.astype(np.float32)
-    brightest = rgb.max(axis=2)
-    darkest = rgb.min(axis=2)
-    saturation = (brightest - darkest) / np.maximum(brightest, 1.0)
-    od = -np.log((rgb + 1.0) / 256.0)
-    od_r, od_g, od_b = od[..., 0], od[..., 1], od[..., 2]
-    candidates = (od_g >= p.min_green_od) & (brightest >= p.min_brightness)
-    cut = otsu_threshold(saturation[candidates]) if candidates.any() else p.min_saturation
+    step = max(1, _CHUNK_PIXELS // max(rgb.shape[1], 1))
+    blocks = range(0, rgb.shape[0], step)
+    histogram = np.zeros(256, np.int64)
+    for r0 in blocks:
+        saturation, candidates, _ = _colour_tests(rgb[r0 : r0 + step], p)
+        histogram += np.histogram(saturation[candidates], bins=256, range=(0, 1))[0]
+    cut = otsu_threshold(histogram=histogram) if histogram.any() else p.min_saturation
     cut = min(max(cut, p.min_saturation), p.max_saturation)
-    return (
-        candidates
-        & (saturation >= cut)
-        & (od_g >= p.min_green_to_red_od * od_r)
-        & (od_b <= p.max_blue_to_green_od * od_g)
-    )
+    out = np.empty(rgb.shape[:2], bool)
+    for r0 in blocks:
+        saturation, candidates, stain = _colour_tests(rgb[r0 : r0 + step], p)
+        out[r0 : r0 + step] = candidates & stain & (saturation >= cut)
+    return out
 
 
 def _disk(radius: int) -> np.ndarray:
