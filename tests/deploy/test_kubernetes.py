@@ -297,6 +297,9 @@ def test_ports_probes_and_graceful_stops(
     # one listener per store: its start-up reconcile owns the spool
     assert listener["spec"]["replicas"] == 1
     assert listener["spec"]["strategy"]["type"] == "Recreate"
+    container = _pod_spec(listener)["containers"][0]
+    # a probe on the DICOM port would be audited (a failed TLS handshake, an association)
+    assert not {"readinessProbe", "livenessProbe", "startupProbe"} & set(container)
     grace = _pod_spec(listener)["terminationGracePeriodSeconds"]
     assert grace > settings.listener.shutdown_grace_s
     service = _by_kind(docs, "Service")["unitumour-listener"]
