@@ -155,3 +155,28 @@ def test_fractional_probability_reads_back_quantised(phantom, store, algorithm, 
         stored = stored[..., 0]
         p = probability.region(0, 0, level.rows, level.columns, level.column_spacing_um)
         assert np.array_equal(stored, np.rint(p * 255).astype(np.uint8))
+
+
+def test_fractional_from_uint8_probability_keeps_its_values(
+    phantom, store, algorithm, tmp_path
+) -> None:
+    """The inference output (uint8 with max_value=255) is stored as probabilities, not 0/255."""
+    truth = phantom.tumour_mask(1.0)
+    rng = np.random.default_rng(4)
+    raw = rng.integers(0, 256, truth.shape, dtype=np.uint8)
+    probability = SlideMask(raw, 1.0, max_value=255)
+    pyramid = _write(
+        phantom,
+        store,
+        algorithm,
+        tmp_path,
+        truth,
+        probability,
+        segmentation_type="FRACTIONAL",
+    )
+    base = source_levels(read_headers(phantom.instance_paths))[0]
+    seg = hd.seg.segread(store.abspath(pyramid.instances[0].path))
+    stored = seg.get_total_pixel_matrix(combine_segments=False, rescale_fractional=False)[..., 0]
+    expected = probability.region(0, 0, base.rows, base.columns, base.column_spacing_um)
+    assert np.array_equal(stored, expected)
+    assert len(np.unique(stored)) > 2

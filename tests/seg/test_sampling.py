@@ -78,6 +78,15 @@ def test_fractional_values_are_rounded_probabilities() -> None:
     assert to_binary(np.array([[0.49, 0.5, 1.0]])).tolist() == [[0, 1, 1]]
 
 
+def test_fractional_rescales_integer_probabilities() -> None:
+    """Inference stores probabilities as uint8 with SlideMask.max_value; they must not be
+    mistaken for a 0/255 mask."""
+    p = np.array([[0, 1, 50, 100]], dtype=np.uint8)
+    assert to_fractional(p, source_max=100).tolist() == [[0, 3, 128, 255]]
+    q = np.array([[0, 1, 128, 255]], dtype=np.uint8)
+    assert to_fractional(q, source_max=255).tolist() == [[0, 1, 128, 255]]
+
+
 @pytest.mark.parametrize(("rows", "columns"), [(5, 5), (3, 7), (8, 8), (16, 3)])
 def test_native_bits_pack_across_unaligned_frames(rows: int, columns: int) -> None:
     rng = np.random.default_rng(rows * columns)

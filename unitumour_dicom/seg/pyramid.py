@@ -7,15 +7,17 @@ transfer syntaxes, nothing: encoded frames go to a spool file first), never by t
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 from pydicom import Dataset
 
 from ..config.sections import SegSettings
@@ -169,7 +171,9 @@ def write_seg_pyramid(
     _check_covers(mask, base, "mask")
     if values is not mask:
         _check_covers(values, base, "probability map")
-    convert = to_binary if seg_type == "BINARY" else to_fractional
+    convert: Callable[[np.ndarray], np.ndarray] = to_binary
+    if seg_type != "BINARY":
+        convert = functools.partial(to_fractional, source_max=values.max_value)
 
     frame_of_reference = base.frame_of_reference_uid
     derived = frame_of_reference is None

@@ -31,9 +31,17 @@ def to_binary(block: np.ndarray) -> np.ndarray:
     return (block != 0).view(np.uint8)
 
 
-def to_fractional(block: np.ndarray, max_value: int = 255) -> np.ndarray:
+def to_fractional(
+    block: np.ndarray, max_value: int = 255, source_max: int | None = None
+) -> np.ndarray:
     """Stored values of a FRACTIONAL segment: probabilities scaled to 0..max_value and
-    rounded; a boolean or integer mask as 0 or max_value."""
+    rounded; integer probabilities stored as 0..source_max (SlideMask.max_value) rescaled;
+    a boolean or integer mask as 0 or max_value."""
+    if source_max is not None:
+        if source_max == max_value:
+            return block.astype(np.uint8, copy=False)
+        scaled = np.rint(block.astype(np.float32) * (max_value / source_max))
+        return np.clip(scaled, 0, max_value).astype(np.uint8)
     if block.dtype.kind == "f":
         scaled = np.rint(np.clip(block, 0.0, 1.0) * max_value)
         return np.nan_to_num(scaled, nan=0.0).astype(np.uint8)
