@@ -87,7 +87,7 @@ class ServiceConfig:
 def service_config(
     tmp_path: Path,
     *,
-    model_path: Path,
+    model_path: Path | None,
     database_url: str | None = None,
     broker_url: str | None = None,
     pacs_port: int | None = None,
@@ -101,7 +101,7 @@ def service_config(
         "data_dir": tmp_path / "data",
         "database": {"url": database_url or f"sqlite:///{tmp_path / 'data' / 'unitumour.db'}"},
         "broker": {"polling_interval_s": 0.2, "visibility_timeout_s": 600.0},
-        "model": {"path": model_path, "device": "cpu", "batch_size": 8, "read_threads": 1},
+        "model": {"device": "cpu", "batch_size": 8, "read_threads": 1},
         "worker": {
             "lease_seconds": 4.0,
             "heartbeat_seconds": 0.5,
@@ -119,6 +119,8 @@ def service_config(
         },
         "web": {"port": free_port()},
     }
+    if model_path is not None:  # else the shipped demo model
+        data["model"]["path"] = model_path
     if broker_url:
         data["broker"]["url"] = broker_url
     if pacs_port is not None:
