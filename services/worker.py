@@ -36,6 +36,7 @@ from typing import Annotated, Any
 
 import typer
 from celery import Celery, signals
+from celery.exceptions import Reject
 from kombu import Queue
 
 from unitumour_dicom.config import Settings
@@ -250,6 +251,9 @@ class WorkerContext:
     dispatcher: CeleryDispatcher
     name: str
     models: Any = None  # unitumour_dicom.pipeline.ModelProvider, made on first use
+    #: Set when a shutdown begins: messages that still arrive go back to the broker untouched.
+    shutting_down: threading.Event = field(default_factory=threading.Event)
+    #: Set when the running job must stop (shutdown timeout passed, or a cold shutdown).
     stop_requested: threading.Event = field(default_factory=threading.Event)
 
     def model_provider(self) -> Any:
@@ -285,8 +289,16 @@ def bind_context(app: Celery, settings: Settings, *, role: str = "worker") -> Wo
 
 
 # -- task bodies ----------------------------------------------------------------------------
+def _refuse_when_stopping(ctx: WorkerContext, what: str) -> None:
+    """A stopping worker takes no new work: the message goes back to the queue as it was."""
+    if ctx.shutting_down.is_set():
+        raise Reject(f"{what}: the worker is stopping", requeue=True)
+
+
 def _segment(ctx: WorkerContext, job_id: int) -> str:
     from unitumour_dicom.pipeline import process_slide
+
+    _refuse_when_stopping(ctx, f"job {job_id}")
 
     outcome = process_slide(
         job_id,
@@ -308,6 +320,7 @@ def _deliver(ctx: WorkerContext, delivery_id: int) -> str:
     from unitumour_dicom.db import Delivery, DeliveryState
     from unitumour_dicom.deliver import attempt_delivery
 
+    _refuse_when_stopping(ctx, f"delivery {delivery_id}")
     settings = ctx.runtime.settings
     now = utcnow()
     with ctx.runtime.session() as session:
@@ -456,6 +469,7 @@ def _settle(session: Any, ctx: WorkerContext, now: Any) -> list[int]:
 # -- running a worker process ---------------------------------------------------------------
 def _on_shutdown(ctx: WorkerContext, timeout_s: float) -> Callable[..., None]:
     def handler(sender: Any = None, sig: Any = None, how: str = "Warm", **_: Any) -> None:
+        ctx.shutting_down.set()
         if how == "Cold":
             log.warning("cold shutdown: the running job goes back to the queue")
             ctx.stop_requested.set()

@@ -91,6 +91,7 @@ def service_config(
     database_url: str | None = None,
     broker_url: str | None = None,
     pacs_port: int | None = None,
+    config_name: str = "unitumour.toml",
     **sections: dict[str, Any],
 ) -> ServiceConfig:
     """A TOML config for fast tests: short leases and quiet times, the CPU, a PACS if given.
@@ -112,7 +113,7 @@ def service_config(
             "shutdown_timeout_s": 60.0,
         },
         "listener": {
-            "port": free_port(),
+            "port": free_port(),  # a second config of the same test gets its own ports
             "accept_any_caller": True,
             "quiet_seconds": 1.0,
             "settle_interval_s": 0.25,
@@ -136,7 +137,7 @@ def service_config(
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)
     (tmp_path / "data").mkdir(parents=True, exist_ok=True)
-    path = tmp_path / "unitumour.toml"
+    path = tmp_path / config_name
     path.write_text(toml_text(data))
     settings = load_settings(path)
     migrate.upgrade(settings.database_url)
@@ -190,8 +191,10 @@ def unitumour(config: ServiceConfig, args: list[str], log: Path, name: str = "")
     return Proc(name or args[0], argv, log)
 
 
-def start_worker(config: ServiceConfig, tmp_path: Path, queue: str, index: int = 0) -> Proc:
-    name = f"{queue}{index}"
+def start_worker(
+    config: ServiceConfig, tmp_path: Path, queue: str, index: int = 0, log_name: str = ""
+) -> Proc:
+    name = log_name or f"{queue}{index}"
     args = ["worker", "--queue", queue]
     if queue == "segmentation":
         args += ["--index", str(index)]
