@@ -130,6 +130,12 @@ class _Level:
         return frame
 
 
+#: Renders the base level's pixels (rows, columns, 3) uint8 of the tile whose top-left pixel
+#: is (x0, y0), of ``columns`` x ``rows`` pixels (smaller at the right and bottom edges), given
+#: the tile's column and row in the grid.
+TileRenderer = Callable[[int, int, int, int, int, int], np.ndarray]
+
+
 def write_pyramid(
     spec: PhantomSpec,
     scene: Scene,
@@ -143,6 +149,31 @@ def write_pyramid(
     """Render the phantom and send every level's frames, encoded by ``encode``, row-major,
     to ``sinks[level]``; only the tiles in ``present[level]`` (row-major indices) when that
     is given, every tile when it is None."""
+
+    def render(tx: int, ty: int, x0: int, y0: int, cols: int, rows: int) -> np.ndarray:
+        rng = np.random.default_rng([spec.seed, 0, ty, tx])
+        x_um = pixel_centres_um(x0, cols, spec.mpp)
+        y_um = pixel_centres_um(y0, rows, spec.mpp)
+        return render_region(scene, x_um, y_um, spec.mpp, spec.seed, rng)
+
+    write_pyramid_from(
+        spec, render, sinks, encode, workers=workers, present=present, progress=progress
+    )
+
+
+def write_pyramid_from(
+    spec: PhantomSpec,
+    render_tile: TileRenderer,
+    sinks: Sequence[FrameSink],
+    encode: Callable[[np.ndarray], bytes],
+    *,
+    workers: int = 1,
+    present: Sequence[Container[int] | None] | None = None,
+    progress: ProgressCallback | None = None,
+) -> None:
+    """The pyramid of any base image that ``render_tile`` paints tile by tile (the phantom's
+    scene, or a mosaic of real images), with the geometry of ``spec``; as
+    :func:`write_pyramid` otherwise. ``render_tile`` runs on the worker threads."""
     if len(sinks) != spec.levels:
         raise ValueError(f"{spec.levels} levels need {spec.levels} sinks, not {len(sinks)}")
     tile = spec.tile_size
@@ -157,14 +188,16 @@ def write_pyramid(
         for ty in range(tiles_down):
             y0 = ty * tile
             rows = min(tile, height - y0)
-            y_um = pixel_centres_um(y0, rows, spec.mpp)
 
-            def render(tx: int, ty: int = ty, y_um: np.ndarray = y_um) -> np.ndarray:
+            def render(tx: int, ty: int = ty, y0: int = y0, rows: int = rows) -> np.ndarray:
                 x0 = tx * tile
-                cols = min(tile, width - x0)
-                rng = np.random.default_rng([spec.seed, 0, ty, tx])
-                x_um = pixel_centres_um(x0, cols, spec.mpp)
-                return render_region(scene, x_um, y_um, spec.mpp, spec.seed, rng)
+                pixels = render_tile(tx, ty, x0, y0, min(tile, width - x0), rows)
+                if pixels.shape != (rows, min(tile, width - x0), 3) or pixels.dtype != np.uint8:
+                    raise ValueError(
+                        f"tile ({tx}, {ty}) rendered as {pixels.shape} {pixels.dtype}, expected "
+                        f"{(rows, min(tile, width - x0), 3)} uint8"
+                    )
+                return pixels
 
             band = np.concatenate(list(pool.map(render, range(tiles_across))), axis=1)
             _feed(levels, 0, band)
