@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from unitumour_dicom.cli import app
 
+from .demo import demo_command
 from .listener import listener_command
 from .serve import serve_command
 from .web.command import web_app
@@ -16,6 +17,7 @@ app.command("listener")(listener_command)
 app.add_typer(web_app, name="web")
 app.command("worker")(worker_command)
 app.command("serve")(serve_command)
+app.command("demo")(demo_command)
 
 
 def main(args: list[str] | None = None) -> None:
