@@ -138,6 +138,7 @@ def create_celery_app(settings: Settings) -> Celery:
     """The Celery app for ``settings``; tasks are registered on it, not on a global app."""
     app = Celery("unitumour", set_as_current=False)
     app.conf.update(celery_config(settings))
+    setattr(app, _SETTINGS_ATTR, settings)
     _make_embedded_broker_dir(settings.broker_url)
 
     @app.task(name=SEGMENT_TASK, bind=True)
@@ -265,14 +266,16 @@ class WorkerContext:
 
 
 _CONTEXT_ATTR = "unitumour_context"
+_SETTINGS_ATTR = "unitumour_settings"
 
 
 def context_of(app: Celery) -> WorkerContext:
+    """The process's worker context, made on first use from the app's settings."""
     context = getattr(app, _CONTEXT_ATTR, None)
     if context is None:
-        settings = app.conf.get("unitumour_settings")
+        settings = getattr(app, _SETTINGS_ATTR, None)
         if settings is None:
-            raise RuntimeError("this Celery app was not made by create_celery_app/run_worker")
+            raise RuntimeError("this Celery app was not made by create_celery_app")
         context = bind_context(app, settings)
     return context
 
@@ -576,7 +579,9 @@ def segmentation_devices(settings: Settings) -> list[str | None]:
     None means "leave the environment alone" (CPU, or a single process as configured).
     """
     count = settings.worker.segmentation_processes
-    if settings.model.device.strip().lower() == "cpu":
+    device = settings.model.device.strip().lower()
+    if device == "cpu" or device.startswith("cuda:"):
+        # the CPU, or one named GPU: the processes share it as configured
         return [None] * (count or 1)
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:

@@ -117,6 +117,7 @@ def service_config(
             "accept_any_caller": True,
             "quiet_seconds": 1.0,
             "settle_interval_s": 0.25,
+            "shutdown_grace_s": 2.0,
         },
         "web": {"port": free_port()},
     }

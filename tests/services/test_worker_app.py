@@ -125,5 +125,7 @@ def test_one_segmentation_process_per_visible_gpu(tmp_path, monkeypatch):
     assert segmentation_devices(three) == ["2", "3", "2"]
     cpu = load_settings(data_dir=tmp_path, model={"device": "cpu"})
     assert segmentation_devices(cpu) == [None]
+    named = load_settings(data_dir=tmp_path, model={"device": "cuda:1"})
+    assert segmentation_devices(named) == [None]  # one named GPU: not split by process
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert segmentation_devices(settings) == [None]  # no GPU visible: one CPU process
