@@ -73,6 +73,7 @@ def test_base_level_shows_each_image_where_the_ground_truth_puts_it(mosaic, ebhi
         base = np.asarray(wsi.read_region((0, 0), 0, mosaic.size).convert("RGB"), dtype=float)
         for level in range(1, len(wsi.levels)):  # every level decodes
             wsi.read_region((0, 0), level, (16, 16))
+        assert wsi.read_label() is not None and wsi.read_overview() is not None
     truth = mosaic.tumour_mask(EBHI_ASSUMED_MPP).array
     tissue = mosaic.tissue_mask(EBHI_ASSUMED_MPP).array
     f = mosaic.upsample
@@ -126,7 +127,8 @@ def test_header_says_what_the_slide_shows_and_passes_dciodvfy(mosaic):
     assert "EBHI-Seg" in ds.SeriesDescription and ds.PatientID == "EBHI-MOSAIC-0003"
     spacing = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing
     assert float(spacing[0]) == pytest.approx(mosaic.mpp / 1000)
-    for path in (mosaic.level_paths[0][0], mosaic.label_path):
+    assert mosaic.overview_path is not None and mosaic.overview_path.is_file()
+    for path in (mosaic.level_paths[0][0], mosaic.label_path, mosaic.overview_path):
         assert dciodvfy_errors(path) == []
 
 

@@ -9,7 +9,7 @@ carcinoma masks, placed where their images lie.
 
 The series is written by the phantom's machinery (:mod:`.pyramid`, :mod:`.instance_writer`,
 :mod:`.dicom_header`): pyramid levels box-filtered 2x, JPEG baseline tiles, the full VL Whole
-Slide Microscopy header, a label. Everything is deterministic: the same manifest, split, n
+Slide Microscopy header, a label and an overview. Everything is deterministic: the same manifest, split, n
 and seed choose the same images in the same places and write the same bytes, and the UIDs
 derive from the chosen files' digests.
 
@@ -44,9 +44,11 @@ from ..slide.mask import SlideMask
 from .codecs import codec_for
 from .dicom_header import (
     PhantomUids,
+    SlidePlacement,
     common_dataset,
     derive_uid,
     label_placement,
+    overview_placement,
     volume_placement,
 )
 from .phantom import (
@@ -122,7 +124,7 @@ class MosaicSlide:
 
     @property
     def instance_paths(self) -> list[Path]:
-        """Every .dcm of the series: all levels (base first), then the label."""
+        """Every .dcm of the series: all levels (base first), then label and overview."""
         paths = [p for level in self.level_paths for p in level]
         paths += [p for p in (self.label_path, self.overview_path) if p is not None]
         return paths
@@ -396,6 +398,43 @@ def _ground_truth(
     return tumour, tissue
 
 
+def render_mosaic_overview(
+    root: Path,
+    tiles: Sequence[MosaicTile],
+    spec: PhantomSpec,
+    source_mpp: float,
+    overview: SlidePlacement,
+    label_at: SlidePlacement,
+    label: np.ndarray,
+) -> np.ndarray:
+    """The whole glass at the overview's pixel size: the images where they lie (each pixel
+    the source pixel at its centre), the label pasted at its end, as :mod:`.slide_label`
+    does for a phantom."""
+    mpp = overview.spacing_mm * 1000
+    volume = volume_placement(spec, 0)
+    pixels = np.empty((overview.rows, overview.columns, 3), dtype=np.uint8)
+    pixels[:] = BACKGROUND_RGB
+    # Overview column c lies at slide Y = y0 - (c + 0.5) s; the pyramid's x_um = (Y0 - Y).
+    x_um = (volume.y_mm - overview.y_mm) * 1000 + (np.arange(overview.columns) + 0.5) * mpp
+    y_um = (volume.x_mm - overview.x_mm) * 1000 + (np.arange(overview.rows) + 0.5) * mpp
+    for tile in tiles:
+        columns = np.floor(x_um / source_mpp).astype(np.int64) - tile.x
+        rows = np.floor(y_um / source_mpp).astype(np.int64) - tile.y
+        in_x = np.flatnonzero((columns >= 0) & (columns < tile.width) & (x_um >= 0))
+        in_y = np.flatnonzero((rows >= 0) & (rows < tile.height) & (y_um >= 0))
+        if in_x.size and in_y.size:
+            source = _decode_rgb(root / tile.image)
+            pixels[np.ix_(in_y, in_x)] = source[np.ix_(rows[in_y], columns[in_x])]
+    left = round((overview.y_mm - label_at.y_mm) / overview.spacing_mm)
+    top = round((overview.x_mm - label_at.x_mm) / overview.spacing_mm)
+    cols = round(label_at.width_mm / overview.spacing_mm)
+    rows_ = round(label_at.height_mm / overview.spacing_mm)
+    scaled = np.asarray(Image.fromarray(label).resize((cols, rows_), Image.Resampling.BOX))
+    rows_, cols = min(rows_, overview.rows - top), min(cols, overview.columns - left)
+    pixels[top : top + rows_, left : left + cols] = scaled[:rows_, :cols]
+    return pixels
+
+
 # -- writing -----------------------------------------------------------------------------------
 
 
@@ -430,6 +469,7 @@ def write_mosaic_slide(
     jpeg_quality: int = 90,
     transfer_syntax: str = "jpeg_baseline",
     label: bool = True,
+    overview: bool = True,
     patient_id: str | None = None,
     patient_name: str = "Mosaic^EBHI",
     accession_number: str | None = None,
@@ -483,7 +523,7 @@ def write_mosaic_slide(
         layout="none",
         jpeg_quality=jpeg_quality,
         label=label,
-        overview=False,
+        overview=overview,
         transfer_syntax=transfer_syntax,
         patient_id=patient_id or f"EBHI-MOSAIC-{seed:04d}",
         patient_name=patient_name,
@@ -538,15 +578,29 @@ def write_mosaic_slide(
             for sink in sinks:
                 sink.abort(exc)
             raise
-        label_path = None
-        if label:
-            label_path = root / "label.dcm"
-            written.append(label_path)
-            at = label_placement()
-            _write_single_frame(
-                label_path, render_label(spec, at), spec, common, uids, codec, at, "LABEL",
-                instance_number,
-            )  # fmt: skip
+        label_path = overview_path = None
+        if label or overview:
+            label_at = label_placement()
+            label_pixels = render_label(spec, label_at)
+            if label:
+                label_path = root / "label.dcm"
+                written.append(label_path)
+                _write_single_frame(
+                    label_path, label_pixels, spec, common, uids, codec, label_at, "LABEL",
+                    instance_number,
+                )  # fmt: skip
+                instance_number += 1
+            if overview:
+                overview_at = overview_placement()
+                pixels = render_mosaic_overview(
+                    manifest.parent, tiles, spec, source_mpp, overview_at, label_at, label_pixels
+                )
+                overview_path = root / "overview.dcm"
+                written.append(overview_path)
+                _write_single_frame(
+                    overview_path, pixels, spec, common, uids, codec, overview_at, "OVERVIEW",
+                    instance_number,
+                )  # fmt: skip
         slide = MosaicSlide(
             root=root,
             spec=spec,
@@ -558,6 +612,7 @@ def write_mosaic_slide(
             split=split,
             seed=seed,
             label_path=label_path,
+            overview_path=overview_path,
         )
         written += [root / TUMOUR_PNG, root / TISSUE_PNG, root / MANIFEST_NAME]
         tumour, tissue = _ground_truth(manifest.parent, tiles, src_width, src_height)
@@ -620,6 +675,7 @@ def _manifest(slide: MosaicSlide, source_manifest: Path, digest: str) -> dict[st
             )
         ],
         "label": slide.label_path.name if slide.label_path else None,
+        "overview": slide.overview_path.name if slide.overview_path else None,
         "ground_truth": {
             "geometry": "pixel (r, c) covers [c, c+1) x [r, r+1) * mpp micrometres from the "
             "top-left corner of the base level's total pixel matrix; 255 = inside",
@@ -660,6 +716,7 @@ def load_mosaic(out_dir: str | os.PathLike[str]) -> MosaicSlide:
             split=str(source["split"]),
             seed=int(source["seed"]),
             label_path=_local(root, data["label"]) if data.get("label") else None,
+            overview_path=_local(root, data["overview"]) if data.get("overview") else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise SlideError(f"{path} is malformed: {exc}") from exc
