@@ -9,9 +9,9 @@ carcinoma masks, placed where their images lie.
 
 The series is written by the phantom's machinery (:mod:`.pyramid`, :mod:`.instance_writer`,
 :mod:`.dicom_header`): pyramid levels box-filtered 2x, JPEG baseline tiles, the full VL Whole
-Slide Microscopy header, a label and an overview. Everything is deterministic: the same manifest, split, n
-and seed choose the same images in the same places and write the same bytes, and the UIDs
-derive from the chosen files' digests.
+Slide Microscopy header, a label and an overview. Everything is deterministic: the same
+manifest, split, n and seed choose the same images in the same places and write the same
+bytes, and the UIDs derive from the chosen files' digests.
 
 Geometry: mosaic image ``k`` covers source pixels ``[x_k, x_k + w_k) x [y_k, y_k + h_k)`` of a
 grid of pixel size ``source_mpp`` whose origin is the top-left corner of the base level; the
