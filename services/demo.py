@@ -24,7 +24,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Annotated
 
@@ -168,7 +169,9 @@ def send_slide(sample: SampleSlide, port: int, log_path: Path) -> None:
         raise DemoError(f"storescu could not send the {sample.name} (see {log_path})")
 
 
-def wait_for(predicate, timeout: float, what: str, *, watch: Child | None = None) -> None:  # type: ignore[no-untyped-def]
+def wait_for(
+    predicate: Callable[[], bool], timeout: float, what: str, *, watch: Child | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -312,11 +315,20 @@ def demo_command(
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     code = 1
     try:
-        code = _run(
-            console, children, data_dir.resolve(), data, password, keep_running, timeout,
-            (phantom_width, phantom_height), mosaic_images, seed, quiet_seconds, device,
-            web_port,
-        )  # fmt: skip
+        options = DemoOptions(
+            data_dir=data_dir.resolve(),
+            data=data,
+            password=password,
+            keep_running=keep_running,
+            timeout=timeout,
+            phantom_size=(phantom_width, phantom_height),
+            mosaic_images=mosaic_images,
+            seed=seed,
+            quiet_seconds=quiet_seconds,
+            device=device,
+            web_port=web_port,
+        )
+        code = _run(console, children, options)
     except KeyboardInterrupt:
         interrupted = True
         code = 130
@@ -334,27 +346,37 @@ def demo_command(
     raise typer.Exit(code)
 
 
-def _run(
-    console: Console,
-    children: list[Child],
-    data_dir: Path,
-    data: Path | None,
-    password: str | None,
-    keep_running: bool,
-    timeout: float,
-    phantom_size: tuple[int, int],
-    mosaic_images: int,
-    seed: int,
-    quiet_seconds: float,
-    device: str,
-    web_port: int,
-) -> int:
+@dataclass(frozen=True)
+class DemoOptions:
+    """What the command line asked for."""
+
+    data_dir: Path
+    data: Path | None
+    password: str | None
+    keep_running: bool
+    timeout: float
+    phantom_size: tuple[int, int]
+    mosaic_images: int
+    seed: int
+    quiet_seconds: float
+    device: str
+    web_port: int
+
+
+def _run(console: Console, children: list[Child], options: DemoOptions) -> int:
+    """The demo from an empty folder to the summary; the children it starts are appended to
+    ``children`` at once, so that the caller stops them whatever happens here."""
+    data_dir = options.data_dir
     prepare_data_dir(data_dir)
     logs, pacs_dir = data_dir / "logs", data_dir / "pacs"
-    ports = DemoPorts(listener=free_port(), web=web_port or free_port(), pacs=free_port())
+    ports = DemoPorts(listener=free_port(), web=options.web_port or free_port(), pacs=free_port())
     config = data_dir / CONFIG_NAME
     config.write_text(
-        settings_toml(demo_settings(data_dir, ports, quiet_seconds=quiet_seconds, device=device))
+        settings_toml(
+            demo_settings(
+                data_dir, ports, quiet_seconds=options.quiet_seconds, device=options.device
+            )
+        )
     )
     settings = load_settings(config)
     console.say(f"data directory {data_dir}; settings in {config}")
@@ -374,7 +396,7 @@ def _run(
     serve = Child("unitumour serve", cli(config, "serve"), logs / "serve.log")
     children.append(serve)
     console.say(f"started unitumour serve (log: {serve.log_path})")
-    web_password = password or secrets.token_urlsafe(12)
+    web_password = options.password or secrets.token_urlsafe(12)
     # While the service starts: the web user, then the sample slides.
     run_step(
         cli(config, "users", "add", DEMO_USER, "--role", "admin", "--password-stdin"),
@@ -383,8 +405,8 @@ def _run(
     )
     console.say(f"web user '{DEMO_USER}' added (role admin)")
 
-    ebhi, looked = locate_ebhi_data(data)
-    if ebhi is None and mosaic_images > 0:
+    ebhi, looked = locate_ebhi_data(options.data)
+    if ebhi is None and options.mosaic_images > 0:
         places = ", ".join(str(p) for p in looked) or "nowhere"
         console.say(
             f"EBHI-Seg data not found (looked in {places}; pass --data DIR or set "
@@ -394,9 +416,9 @@ def _run(
     samples = build_samples(
         data_dir / "slides",
         ebhi_data=ebhi,
-        phantom_size=phantom_size,
-        mosaic_images=mosaic_images,
-        seed=seed,
+        phantom_size=options.phantom_size,
+        mosaic_images=options.mosaic_images,
+        seed=options.seed,
     )
     for sample in samples:
         console.say(f"sample slide {sample.name}: {sample.description}")
@@ -413,7 +435,7 @@ def _run(
             f"({SCANNER_AE} -> {listener.ae_title})"
         )
     runtime = Runtime(settings)
-    latest = follow(samples, runtime, pacs_dir, console, timeout, serve)
+    latest = follow(samples, runtime, pacs_dir, console, options.timeout, serve)
     reports = [report_for(s, latest[s.name], pacs_dir, ports.web) for s in samples]
     ok = all(r.score is not None for r in reports)
 
@@ -427,11 +449,11 @@ def _run(
     if not ok:
         missing = [r.sample.name for r in reports if r.score is None]
         typer.secho(
-            f"not every SEG came back within {timeout:g} s: {', '.join(missing)}",
+            f"not every SEG came back within {options.timeout:g} s: {', '.join(missing)}",
             fg=typer.colors.RED,
             err=True,
         )
-    if keep_running and serve.alive():
+    if options.keep_running and serve.alive():
         typer.echo(
             f"The services keep running: open {web} in a browser. Ctrl-C stops them.\n"
             f"(Settings: {config}; e.g. '.venv/bin/unitumour -c {config} deliveries list'.)"
