@@ -8,9 +8,11 @@ mask is high, the provenance rows link up, and the web case page shows it delive
 from __future__ import annotations
 
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from tests.e2e.flow import (
     add_web_user,
@@ -31,6 +33,7 @@ from tests.jobs.servicekit import (
     unitumour,
     wait_until,
 )
+from unitumour_dicom.db import Association, Slide
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -52,9 +55,22 @@ def test_listener_workers_and_web_as_separate_processes_on_sqlite(tmp_path: Path
         wait_until(lambda: _accepts(settings.listener.port), 120, "the listener")
         wait_until(lambda: _accepts(settings.web.port), 120, "the web app")
         wait_until(lambda: group_ready(procs[1], 2), 180, "the workers")
+        # a sender the listener does not know is refused, and leaves only an audit trail
+        stranger = subprocess.run(
+            ["storescu", "-aet", "STRANGER", "-aec", "UNITUMOUR", "-R", "-xy", "127.0.0.1",
+             str(settings.listener.port), str(phantom.instance_paths[0])],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert stranger.returncode != 0 and "Association Rejected" in stranger.stderr
         storescu(settings.listener.port, phantom.instance_paths)
         wait_delivered(config, phantom.series_uid, pacs, timeout=240)
         check_case(config, phantom, pacs, web_port=settings.web.port)
+        with config.runtime.session() as session:
+            refused = session.scalars(
+                select(Association).where(Association.calling_ae == "STRANGER")
+            ).one()
+            assert refused.state == "rejected" and refused.n_instances == 0
+            assert session.scalar(select(func.count()).select_from(Slide)) == 1
     finally:
         stop_all(procs)
         pacs.stop()
