@@ -357,6 +357,12 @@ class _Painter:
         self.tiles = list(tiles)
         self.upsample = upsample
         self._load = functools.lru_cache(maxsize=max(4, 2 * across))(self._upsampled)
+        f = upsample
+        # Base-level extents of every image, for a vectorised overlap test per tile.
+        self._left = np.array([t.x * f for t in self.tiles], dtype=np.int64)
+        self._top = np.array([t.y * f for t in self.tiles], dtype=np.int64)
+        self._right = self._left + np.array([t.width * f for t in self.tiles], dtype=np.int64)
+        self._bottom = self._top + np.array([t.height * f for t in self.tiles], dtype=np.int64)
 
     def _upsampled(self, index: int) -> np.ndarray:
         tile = self.tiles[index]
@@ -371,14 +377,17 @@ class _Painter:
     def __call__(self, tx: int, ty: int, x0: int, y0: int, cols: int, rows: int) -> np.ndarray:
         out = np.empty((rows, cols, 3), dtype=np.uint8)
         out[:] = BACKGROUND_RGB
-        f = self.upsample
-        for index, tile in enumerate(self.tiles):
-            left, top = tile.x * f, tile.y * f
-            right, bottom = left + tile.width * f, top + tile.height * f
+        overlapping = np.flatnonzero(
+            (self._left < x0 + cols)
+            & (self._right > x0)
+            & (self._top < y0 + rows)
+            & (self._bottom > y0)
+        )
+        for index in overlapping.tolist():
+            left, top = int(self._left[index]), int(self._top[index])
             ix0, iy0 = max(left, x0), max(top, y0)
-            ix1, iy1 = min(right, x0 + cols), min(bottom, y0 + rows)
-            if ix0 >= ix1 or iy0 >= iy1:
-                continue
+            ix1 = min(int(self._right[index]), x0 + cols)
+            iy1 = min(int(self._bottom[index]), y0 + rows)
             pixels = self._load(index)
             out[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = pixels[
                 iy0 - top : iy1 - top, ix0 - left : ix1 - left
