@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the service and its tests use, when they are missing:
 # DCMTK (storescu/storescp as real DICOM peers), dicom3tools (dciodvfy, the validator),
-# Chromium (browser tests) and npm (fetches the viewer bundle). Needs root or sudo.
+# Chromium (browser tests), npm (fetches the viewer bundle), Orthanc (the PACS routing example)
+# and openssl (the TLS recipe in the operator guide). Needs root or sudo.
 set -euo pipefail
 
 need=()
@@ -9,6 +10,8 @@ command -v storescu >/dev/null || need+=(dcmtk)
 command -v dciodvfy >/dev/null || need+=(dicom3tools)
 command -v chromium >/dev/null || need+=(chromium)
 command -v npm >/dev/null || need+=(npm)
+command -v Orthanc >/dev/null || need+=(orthanc)  # a real PACS for the routing example's test
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
