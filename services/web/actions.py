@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from unitumour_dicom.config.sections import DeliverySettings
-from unitumour_dicom.db import Delivery, DeliveryState, Job, JobState, record_event
+from unitumour_dicom.db import Delivery, DeliveryState, Job, JobState, SlideState, record_event
 
 from .cases import NotFoundError
 
@@ -40,6 +40,10 @@ def rerun_job(*, session: Session, job_id: int, username: str, slide_id: int | N
     )
     if active is not None:
         raise ConflictError(f"job {active} of this case is still queued or running")
+    if old.slide.state == SlideState.PURGED:
+        raise ConflictError(
+            "the slide's received files were purged by retention; it must be sent again"
+        )
     previous_state = old.state
     new = Job(
         slide_id=old.slide_id,

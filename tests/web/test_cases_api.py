@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from unitumour_dicom.config import Settings
-from unitumour_dicom.db import AuditEvent, Delivery, Job
+from unitumour_dicom.db import AuditEvent, Delivery, Job, Slide
 from unitumour_dicom.runtime import Runtime
 from unitumour_dicom.synthetic import PhantomSlide
 
@@ -140,6 +140,20 @@ def test_rerun_supersedes_audits_and_dispatches(
     again = client.post(f"/api/jobs/{new}/rerun", headers={"X-CSRF-Token": csrf})
     assert again.status_code == 409 and "still queued or running" in again.json()["detail"]
     assert client.post("/api/jobs/424242/rerun", headers={"X-CSRF-Token": csrf}).status_code == 404
+
+
+def test_rerun_of_a_purged_slide_is_refused(
+    client: TestClient, case: SeededCase, web_runtime: Runtime, dispatches: Dispatches
+) -> None:
+    """Retention removed the received files: a new job could only fail, so it is not made."""
+    with web_runtime.session() as db:
+        db.get(Slide, case.slide_id).state = "purged"  # type: ignore[union-attr]
+    csrf = login(client, "ada")
+    r = client.post(f"/api/jobs/{case.job_ids[-1]}/rerun", headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 409 and "purged by retention" in r.json()["detail"]
+    assert dispatches.jobs == []
+    with web_runtime.session() as db:
+        assert db.get(Job, case.job_ids[-1]).state == "succeeded"  # type: ignore[union-attr]
 
 
 def test_resend_makes_delivery_due_now_with_audit(
