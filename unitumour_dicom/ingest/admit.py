@@ -78,6 +78,13 @@ class Admission:
     path: str
 
 
+@dataclass(frozen=True)
+class _Stored:
+    id: int
+    version: int
+    path: str
+
+
 class _KeyedLocks:
     """One lock per key (SOP Instance UID), created on demand and dropped when unused."""
 
@@ -134,16 +141,19 @@ class Admitter:
     # -- steps ---------------------------------------------------------------------------
     def _existing(
         self, received: ReceivedFile, summary: InstanceSummary
-    ) -> tuple[Instance | None, int]:
+    ) -> tuple[_Stored | None, int]:
+        """A stored version with the same bytes (a duplicate), and the next version number."""
         with self.runtime.session() as session:
-            rows = session.scalars(
-                select(Instance)
+            rows = session.execute(
+                select(
+                    Instance.id, Instance.version, Instance.sha256, Instance.state, Instance.path
+                )
                 .where(Instance.sop_instance_uid == summary.sop_instance_uid)
                 .order_by(Instance.version)
             ).all()
         for row in rows:
             if row.sha256 == received.sha256 and row.state == InstanceState.STORED:
-                return row, row.version
+                return _Stored(row.id, row.version, row.path), row.version
         return None, (rows[-1].version + 1 if rows else 1)
 
     def _place(
@@ -262,7 +272,7 @@ class Admitter:
         raise AssertionError("unreachable")
 
     def _duplicate(
-        self, received: ReceivedFile, summary: InstanceSummary, sender: Sender, existing: Instance
+        self, received: ReceivedFile, summary: InstanceSummary, sender: Sender, existing: _Stored
     ) -> Admission:
         with self.runtime.session() as session:
             slide_id = None

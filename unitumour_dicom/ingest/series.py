@@ -84,7 +84,6 @@ def record_arrival(
     slide = session.execute(
         select(Slide).where(Slide.series_instance_uid == series_uid)
     ).scalar_one()
-    session.refresh(slide)
     previous = slide.state
     if previous == SlideState.RECEIVING:
         if slide.frame_of_reference_uid is None and summary.frame_of_reference_uid:
