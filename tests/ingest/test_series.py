@@ -201,25 +201,39 @@ def test_a_concatenation_with_a_part_missing_is_unprocessable(
     assert jobs(listening) == []
 
 
-def test_two_optical_paths_are_grouped_into_one_slide_and_reported(
-    sqlite_runtime, start_listener, phantom, tmp_path
-):
-    def second_path(ds):
-        ds.OpticalPathSequence[0].OpticalPathIdentifier = "2"
-        shared = ds.SharedFunctionalGroupsSequence[0]
-        shared.OpticalPathIdentificationSequence[0].OpticalPathIdentifier = "2"
+def _second_optical_path(ds) -> None:
+    ds.OpticalPathSequence[0].OpticalPathIdentifier = "2"
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    shared.OpticalPathIdentificationSequence[0].OpticalPathIdentifier = "2"
 
+
+def _second_focal_plane(ds) -> None:
+    ds.TotalPixelMatrixOriginSequence[0].ZOffsetInSlideCoordinateSystem = 2.0  # µm
+
+
+@pytest.mark.parametrize(
+    ("change", "words", "key", "expected"),
+    [
+        (_second_optical_path, "2 optical path(s)", "optical_paths", ["1", "2"]),
+        (_second_focal_plane, "2 focal plane(s)", "focal_planes", [0.0, 2.0]),
+    ],
+    ids=["optical-paths", "focal-planes"],
+)
+def test_several_optical_paths_or_focal_planes_are_one_slide_and_reported(
+    sqlite_runtime, start_listener, phantom, tmp_path, change, words, key, expected
+):
     copies = [
-        rewrite(p, tmp_path / f"path2-{i}.dcm", second_path)
+        rewrite(p, tmp_path / f"copy-{i}.dcm", change)
         for i, level in enumerate(phantom.level_paths)
         for p in level
     ]
     listening = start_listener(sqlite_runtime)
     send(listening, phantom.instance_paths + copies)
     row = settled(listening)
-    assert "2 optical path(s)" in row.state_reason
+    assert words in row.state_reason and "the pipeline reads the first of each" in row.state_reason
     (audit,) = events(listening, IngestEvent.SLIDE_SETTLED)
-    assert sorted(audit.details["optical_paths"]) == ["1", "2"]
+    assert sorted(audit.details[key]) == expected
+    assert len(audit.details["levels"]) == 3
     (job,) = jobs(listening)
     assert len(job.inputs["instances"]) == len(phantom.instance_paths) + len(copies)
 

@@ -23,7 +23,7 @@ from unitumour_dicom.config import load_settings
 from unitumour_dicom.db import AuditEvent, Instance, dispose_engines, migrate
 from unitumour_dicom.ingest import IngestEvent
 from unitumour_dicom.runtime import Runtime
-from unitumour_dicom.synthetic import PhantomSpec, write_phantom_slide
+from unitumour_dicom.synthetic import load_phantom
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -106,7 +106,9 @@ def deployment(tmp_path: Path) -> Iterator[tuple[ListenerProcess, Runtime]]:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], Path]:
     root = tmp_path_factory.mktemp("process-phantom")
-    slide = write_phantom_slide(root / "slide", PhantomSpec(width=1024, height=768, levels=3))
+    synth = [UNITUMOUR, "synth", str(root / "slide"), "--width", "1024", "--height", "768"]
+    subprocess.run(synth, check=True, capture_output=True, timeout=300)
+    slide = load_phantom(root / "slide")
     big = native_instance(slide.level_paths[0][0], root / "big.dcm", tiles=16)  # 50 MB
     return slide.instance_paths, big
 

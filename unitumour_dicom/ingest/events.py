@@ -1,7 +1,8 @@
 """Catalogue of the audit event codes that ingest writes.
 
 Every code is ``<subject>.<what happened>`` so the audit pages can filter by subject. The
-catalogue is the one place a code is spelled; a test checks each code written appears here.
+catalogue is the one place a code is spelled: ingest writes codes only as members of
+:class:`IngestEvent`.
 """
 
 from __future__ import annotations
