@@ -209,6 +209,13 @@ def test_database_down_mid_association_is_out_of_resources_then_recovers(
             )
         status = assoc.send_c_store(files[0])
         assert status.Status == StoreStatus.OUT_OF_RESOURCES
+        # a new association cannot be recorded: rejected, transiently
+        ae2 = AE(ae_title="PYSENDER")
+        ae2.add_requested_context("1.2.840.10008.1.1")
+        refused = ae2.associate(listening.host, listening.port, ae_title="UNITUMOUR")
+        assert refused.is_rejected
+        assert refused.acceptor.primitive.result == 0x02  # rejected-transient
+        assert refused.acceptor.primitive.diagnostic == 0x01  # temporary congestion
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))

@@ -327,18 +327,20 @@ def record_refusal(
     actor: str | None,
     sop_class_uid: str,
     sop_instance_uid: str,
-    status: int,
+    status: int | None,
     reason: str,
     event: IngestEvent = IngestEvent.INSTANCE_REFUSED,
 ) -> None:
-    """Audit a refused or incomplete instance; if the database is down, log it instead."""
+    """Audit a refused (status answered) or incomplete (no status) instance; if the database
+    is down, log it instead."""
     shown_uid = str(sop_instance_uid)[:80]
+    answered = f" (status 0x{status:04X})" if status is not None else ""
     try:
         with runtime.session() as session:
             record_event(
                 session=session,
                 event=event,
-                message=f"{shown_uid}: {reason} (status 0x{status:04X})",
+                message=f"{shown_uid}: {reason}{answered}",
                 actor=actor or ACTOR,
                 association_id=association_id,
                 details={
@@ -356,6 +358,4 @@ def record_refusal(
                     .execution_options(synchronize_session=False)
                 )
     except Exception:
-        log.exception(
-            "could not audit %s of %s (status 0x%04X: %s)", event, shown_uid, status, reason
-        )
+        log.exception("could not audit %s of %s%s: %s", event, shown_uid, answered, reason)

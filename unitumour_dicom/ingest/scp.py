@@ -564,7 +564,7 @@ class StorageSCP:
                 actor=state.calling_ae,
                 sop_class_uid=spool.sop_class_uid or "",
                 sop_instance_uid=spool.sop_instance_uid or "",
-                status=0,
+                status=None,
                 reason=(
                     f"association ended after {spool.received_bytes} bytes, before the "
                     "instance was complete; nothing kept"

@@ -58,7 +58,6 @@ class SpoolFile:
         self.name = str(path)
         self.max_bytes = max_bytes
         self._store = store
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._sha256 = hashlib.sha256()
         self._next_space_check = SPACE_CHECK_BYTES
         self._written = 0
@@ -70,6 +69,12 @@ class SpoolFile:
         #: The C-STORE command's UIDs, for the audit row of a transfer that never completes.
         self.sop_class_uid: str | None = None
         self.sop_instance_uid: str | None = None
+        self._fd: int | None = None
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:  # refuse the instance (0xA700), never break the association
+            self.refuse(f"cannot create the spool file: {exc}")
+            return
         self._check_space(0)
 
     # pynetdicom calls `_data_set_file.file.flush()` after each fragment.
