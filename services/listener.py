@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from unitumour_dicom.cli.common import run_guarded, state
+from unitumour_dicom.cli.common import JsonLogFormatter, run_guarded, state
 from unitumour_dicom.config import Settings
 from unitumour_dicom.config.settings import masked_settings
 from unitumour_dicom.db import migrate
@@ -36,7 +36,9 @@ def configure_logging(settings: Settings) -> None:
     for handler in root.handlers:
         if not any(isinstance(f, AssociationLogFilter) for f in handler.filters):
             handler.addFilter(AssociationLogFilter())
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.setFormatter(
+            JsonLogFormatter() if settings.logging.json_format else logging.Formatter(LOG_FORMAT)
+        )
     if root.level > logging.DEBUG:
         logging.getLogger("pynetdicom").setLevel(max(root.level, logging.WARNING))
 

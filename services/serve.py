@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from unitumour_dicom.cli.common import fail, run_guarded, state
+from unitumour_dicom.cli.common import apply_logging_settings, fail, run_guarded, state
 from unitumour_dicom.config import Settings
 from unitumour_dicom.db import migrate
 from unitumour_dicom.jobs.supervisor import ChildSpec, Supervisor
@@ -87,9 +87,7 @@ def serve_command(
 ) -> None:
     """Run listener, workers and web app on this machine until Ctrl-C or SIGTERM."""
     settings = run_guarded(state.settings)
-    root = logging.getLogger()
-    if root.level == logging.WARNING:
-        root.setLevel(settings.logging.level)
+    apply_logging_settings(settings)
     if role is not None:
         if role not in ROLES:
             fail(f"unknown role {role!r}: use one of {', '.join(ROLES)}")

@@ -677,13 +677,11 @@ def worker_command(
     ] = None,
 ) -> None:
     """Run the workers of this host: segmentation (one per GPU) and delivery, until stopped."""
-    from unitumour_dicom.cli.common import fail, run_guarded, state
+    from unitumour_dicom.cli.common import apply_logging_settings, fail, run_guarded, state
     from unitumour_dicom.jobs.supervisor import Supervisor
 
     settings = run_guarded(state.settings)
-    root = logging.getLogger()
-    if root.level == logging.WARNING:
-        root.setLevel(settings.logging.level)
+    apply_logging_settings(settings)
     if queue in QUEUES:
         try:
             code = run_worker(settings, queue=queue, concurrency=concurrency, index=index)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from unitumour_dicom.cli.common import fail, run_guarded, state
+from unitumour_dicom.cli.common import apply_logging_settings, fail, run_guarded, state
 from unitumour_dicom.config import masked_settings
 from unitumour_dicom.db import migrate
 
@@ -37,6 +37,7 @@ def web(
     from .app import create_app, default_viewer_dir
 
     settings = run_guarded(state.settings)
+    apply_logging_settings(settings)
     web_settings = settings.web
     url = settings.database_url
     if url.startswith("sqlite:///"):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -38,6 +40,38 @@ def setup_logging(level: int) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object a line, for the journal and log shippers (``logging.json_format``).
+
+    Carries the association id that the listener's log filter puts on each record, so a
+    shipper can group one association's lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "process": record.process,
+            "message": record.getMessage(),
+        }
+        association = getattr(record, "association", None)
+        if association not in (None, "", "-"):
+            data["association"] = association
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False, default=str)
+
+
+def apply_logging_settings(settings: Settings) -> None:
+    """Once the settings are known: their level, unless -v/-d/-q chose one, and their format."""
+    root = logging.getLogger()
+    if root.level == logging.WARNING:  # no -v/-d/-q given: the settings decide
+        root.setLevel(settings.logging.level)
+    if settings.logging.json_format:
+        for handler in root.handlers:
+            handler.setFormatter(JsonLogFormatter())
 
 
 def fail(message: str, code: int = 2) -> None:
