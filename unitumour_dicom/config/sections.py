@@ -32,8 +32,10 @@ class DatabaseSettings(Section):
         default=None,
         description="SQLAlchemy URL. Default: SQLite file unitumour.db in the data directory.",
     )
-    echo: bool = False
-    pool_size: int = Field(default=5, ge=1)
+    echo: bool = Field(default=False, description="Log every SQL statement (debugging only).")
+    pool_size: int = Field(
+        default=5, ge=1, description="Connections kept per process (PostgreSQL)."
+    )
 
 
 class StoreSettings(Section):
@@ -75,13 +77,15 @@ class BrokerSettings(Section):
 
 
 class TLSSettings(Section):
-    enabled: bool = False
-    certfile: Path | None = None
-    keyfile: Path | None = None
+    enabled: bool = Field(default=False, description="Speak DICOM over TLS (PS3.15 B.9).")
+    certfile: Path | None = Field(default=None, description="Our certificate chain (PEM).")
+    keyfile: Path | None = Field(default=None, description="The private key of certfile (PEM).")
     ca_file: Path | None = Field(
         default=None, description="CA bundle that client certificates must chain to."
     )
-    require_client_cert: bool = False
+    require_client_cert: bool = Field(
+        default=False, description="Mutual TLS: refuse peers without a certificate from ca_file."
+    )
 
 
 class CallerRule(Section):
@@ -107,26 +111,40 @@ class CallerRule(Section):
 
 
 class ListenerSettings(Section):
-    ae_title: str = "UNITUMOUR"
-    host: str = "127.0.0.1"
-    port: int = Field(default=11112, ge=0, le=65535)
+    ae_title: str = Field(
+        default="UNITUMOUR", description="Our AE title (the called AE senders use)."
+    )
+    host: str = Field(default="127.0.0.1", description="Address to listen on (0.0.0.0: all).")
+    port: int = Field(default=11112, ge=0, le=65535, description="DICOM port (0: any free port).")
     accept_any_caller: bool = Field(
         default=False,
         description="Accept every calling AE title (embedded demo only; production lists callers).",
     )
-    callers: list[CallerRule] = Field(default_factory=list)
+    callers: list[CallerRule] = Field(
+        default_factory=list, description="Senders allowed to associate, with their overrides."
+    )
     extra_sop_classes: list[str] = Field(
         default_factory=list,
         description="Storage SOP Class UIDs accepted besides VL Whole Slide Microscopy Image.",
     )
-    quiet_seconds: float = Field(default=30.0, gt=0)
-    max_associations: int = Field(default=16, ge=1)
-    max_pdu_bytes: int = Field(default=131072, ge=0)
-    max_instance_bytes: int = Field(default=8 * 1024**3, ge=1)
+    quiet_seconds: float = Field(
+        default=30.0, gt=0, description="A series settles this long after its last instance."
+    )
+    max_associations: int = Field(default=16, ge=1, description="Concurrent associations.")
+    max_pdu_bytes: int = Field(
+        default=131072,
+        ge=0,
+        description="Largest PDU we receive (0: unlimited); 128 KiB was fastest.",
+    )
+    max_instance_bytes: int = Field(
+        default=8 * 1024**3, ge=1, description="Larger instances are refused (status 0xA700)."
+    )
     max_total_pixels: int = Field(
         default=200_000 * 200_000, ge=1, description="Refuse levels larger than this."
     )
-    network_timeout_s: float = Field(default=60.0, gt=0)
+    network_timeout_s: float = Field(
+        default=60.0, gt=0, description="A silent peer is dropped after this long."
+    )
     tls: TLSSettings = Field(default_factory=TLSSettings)
     max_frames: int = Field(
         default=2_000_000, ge=1, description="Refuse instances with more frames than this."
@@ -157,13 +175,17 @@ class ModelSettings(Section):
         description="Checkpoint (.safetensors with its .card.json beside it). Default: demo.",
     )
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
-    batch_size: int = Field(default=16, ge=1)
-    mixed_precision: bool = True
-    read_threads: int = Field(default=2, ge=1)
+    batch_size: int = Field(default=16, ge=1, description="Tiles per forward pass.")
+    mixed_precision: bool = Field(
+        default=True, description="bf16/fp16 autocast and channels_last on CUDA (no effect on CPU)."
+    )
+    read_threads: int = Field(default=2, ge=1, description="Threads decoding slide frames.")
 
 
 class SegSettings(Section):
-    segmentation_type: Literal["BINARY", "FRACTIONAL"] = "BINARY"
+    segmentation_type: Literal["BINARY", "FRACTIONAL"] = Field(
+        default="BINARY", description="BINARY mask, or FRACTIONAL probabilities (0..255)."
+    )
     compression: Literal[
         "none", "rle", "jpeg2000lossless", "jpegls-lossless", "explicit-vr-deflated"
     ] = Field(
@@ -173,20 +195,34 @@ class SegSettings(Section):
             "explicit-vr-deflated, jpeg2000lossless; rle and jpegls-lossless for FRACTIONAL only."
         ),
     )
-    fractional_type: Literal["PROBABILITY", "OCCUPANCY"] = "PROBABILITY"
-    manufacturer: str = "UniTumour DICOM"
-    manufacturer_model_name: str = "UniTumour DICOM SEG writer"
+    fractional_type: Literal["PROBABILITY", "OCCUPANCY"] = Field(
+        default="PROBABILITY", description="Segmentation Fractional Type of FRACTIONAL SEGs."
+    )
+    manufacturer: str = Field(
+        default="UniTumour DICOM", description="SEG Manufacturer (0008,0070)."
+    )
+    manufacturer_model_name: str = Field(
+        default="UniTumour DICOM SEG writer", description="SEG Manufacturer's Model Name."
+    )
     device_serial_number: str | None = Field(
         default=None, description="Default: this host's name (the installation that made it)."
     )
-    series_number: int = Field(default=900, ge=0, le=2**31 - 1)
+    series_number: int = Field(
+        default=900, ge=0, le=2**31 - 1, description="Series Number of the SEG series."
+    )
     series_description: str = Field(
         default="Tumour segmentation, {model_name} {model_version} (AI)",
         description="{model_name} and {model_version} are filled in; cut to 64 characters.",
     )
-    content_creator_name: str = "UniTumour^AI"
-    segment_label: str = Field(default="Tumour", min_length=1, max_length=64)
-    institution_name: str | None = None
+    content_creator_name: str = Field(
+        default="UniTumour^AI", description="SEG Content Creator's Name (a DICOM PN)."
+    )
+    segment_label: str = Field(
+        default="Tumour", min_length=1, max_length=64, description="Segment Label shown by viewers."
+    )
+    institution_name: str | None = Field(
+        default=None, description="Institution Name written into each SEG, if set."
+    )
 
     @model_validator(mode="after")
     def _compression_carries_type(self) -> SegSettings:
@@ -209,16 +245,30 @@ class DestinationSettings(Section):
 
 
 class DeliverySettings(Section):
-    destinations: list[DestinationSettings] = Field(default_factory=list)
+    destinations: list[DestinationSettings] = Field(
+        default_factory=list, description="Where results can be sent (see routing)."
+    )
     always_to: list[str] = Field(
         default_factory=list, description="Destination names every result goes to (archives)."
     )
-    calling_ae_title: str = "UNITUMOUR"
-    initial_delay_s: float = Field(default=10.0, gt=0)
-    max_delay_s: float = Field(default=900.0, gt=0)
-    max_age_s: float = Field(default=24 * 3600.0, gt=0)
-    jitter: float = Field(default=0.2, ge=0, le=1)
-    timeout_s: float = Field(default=60.0, gt=0)
+    calling_ae_title: str = Field(
+        default="UNITUMOUR", description="Our AE title when we send results."
+    )
+    initial_delay_s: float = Field(
+        default=10.0, gt=0, description="Wait before the first retry; doubles each try."
+    )
+    max_delay_s: float = Field(default=900.0, gt=0, description="Longest wait between tries.")
+    max_age_s: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="Give up (state failed) this long after the first try.",
+    )
+    jitter: float = Field(
+        default=0.2, ge=0, le=1, description="Random spread of each wait, as a fraction of it."
+    )
+    timeout_s: float = Field(
+        default=60.0, gt=0, description="Network timeout of one association with a destination."
+    )
 
     _ae = field_validator("calling_ae_title")(_check_ae_title)
 
@@ -232,7 +282,9 @@ class WorkerSettings(Section):
             "ran out (its worker died) is taken back by the reconcile."
         ),
     )
-    heartbeat_seconds: float = Field(default=30.0, gt=0)
+    heartbeat_seconds: float = Field(
+        default=30.0, gt=0, description="How often a running job renews its lease."
+    )
     reconcile_seconds: float = Field(
         default=60.0, gt=0, description="How often each worker runs the reconcile."
     )
@@ -279,14 +331,14 @@ class WorkerSettings(Section):
 
 
 class WebSettings(Section):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
+    host: str = Field(default="127.0.0.1", description="Address the web app listens on.")
+    port: int = Field(default=8080, ge=0, le=65535, description="Port of the web app.")
     secret_key: SecretStr | None = Field(
         default=None,
         description="Signs session cookies. Default: a random key kept in the data directory.",
     )
     secure_cookies: bool = Field(default=False, description="Set behind HTTPS in production.")
-    session_hours: float = Field(default=8.0, gt=0)
+    session_hours: float = Field(default=8.0, gt=0, description="A login lasts this long.")
     public_url: str | None = Field(
         default=None,
         description=(
@@ -317,8 +369,13 @@ class WebSettings(Section):
 
 
 class LoggingSettings(Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    json_format: bool = False
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Log level when no -v/-d/-q is given."
+    )
+    json_format: bool = Field(
+        default=False,
+        description="One JSON object a line (time, level, logger, process, association, message).",
+    )
 
 
 class RetentionSettings(Section):

@@ -51,7 +51,10 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    data_dir: Path = Field(default_factory=default_data_dir)
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Home of the embedded database, store and broker (default: XDG data dir).",
+    )
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
