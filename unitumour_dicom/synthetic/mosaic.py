@@ -52,6 +52,7 @@ from .dicom_header import (
     volume_placement,
 )
 from .phantom import (
+    WrittenSeries,
     _atomic_write,
     _clear_previous,
     _level_parts,
@@ -107,7 +108,7 @@ class MosaicTile:
 
 
 @dataclass(frozen=True)
-class MosaicSlide:
+class MosaicSlide(WrittenSeries):
     """A mosaic written to disk: its files, identity, layout and exact ground truth."""
 
     root: Path
@@ -123,33 +124,8 @@ class MosaicSlide:
     overview_path: Path | None = None
 
     @property
-    def instance_paths(self) -> list[Path]:
-        """Every .dcm of the series: all levels (base first), then label and overview."""
-        paths = [p for level in self.level_paths for p in level]
-        paths += [p for p in (self.label_path, self.overview_path) if p is not None]
-        return paths
-
-    @property
-    def study_uid(self) -> str:
-        return self.uids.study
-
-    @property
-    def series_uid(self) -> str:
-        return self.uids.series
-
-    @property
     def frame_of_reference_uid(self) -> str:
         return self.uids.frame_of_reference
-
-    @property
-    def mpp(self) -> float:
-        """Base level pixel size, micrometres."""
-        return self.spec.mpp
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(width, height) of the base level in pixels."""
-        return self.spec.width, self.spec.height
 
     @property
     def has_tumour(self) -> bool:

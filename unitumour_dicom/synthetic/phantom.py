@@ -62,18 +62,15 @@ GROUND_TRUTH_MAX_SIDE = 2048
 _RASTER_CHUNK_PIXELS = 1 << 20
 
 
-@dataclass(frozen=True)
-class PhantomSlide:
-    """A phantom written to disk: its files, identity and analytic ground truth."""
+class WrittenSeries:
+    """What every slide series this package writes derives alike from its spec, UIDs and
+    files (phantoms and mosaics); subclasses are dataclasses holding those fields."""
 
-    root: Path
     spec: PhantomSpec
-    scene: Scene
     uids: PhantomUids
     level_paths: list[list[Path]]
-    label_path: Path | None = None
-    overview_path: Path | None = None
-    ground_truth_mpp: float = field(default=0.0)
+    label_path: Path | None
+    overview_path: Path | None
 
     @property
     def instance_paths(self) -> list[Path]:
@@ -91,10 +88,6 @@ class PhantomSlide:
         return self.uids.series
 
     @property
-    def frame_of_reference_uid(self) -> str | None:
-        return None if self.spec.omit_optional else self.uids.frame_of_reference
-
-    @property
     def mpp(self) -> float:
         """Base level pixel size, micrometres."""
         return self.spec.mpp
@@ -103,6 +96,24 @@ class PhantomSlide:
     def size(self) -> tuple[int, int]:
         """(width, height) of the base level in pixels."""
         return self.spec.width, self.spec.height
+
+
+@dataclass(frozen=True)
+class PhantomSlide(WrittenSeries):
+    """A phantom written to disk: its files, identity and analytic ground truth."""
+
+    root: Path
+    spec: PhantomSpec
+    scene: Scene
+    uids: PhantomUids
+    level_paths: list[list[Path]]
+    label_path: Path | None = None
+    overview_path: Path | None = None
+    ground_truth_mpp: float = field(default=0.0)
+
+    @property
+    def frame_of_reference_uid(self) -> str | None:
+        return None if self.spec.omit_optional else self.uids.frame_of_reference
 
     @property
     def has_tumour(self) -> bool:
