@@ -9,9 +9,7 @@ Every association gets a row (accepted or rejected) and every refusal an audit r
 from __future__ import annotations
 
 import logging
-import socket
 import ssl
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -20,10 +18,6 @@ from datetime import datetime
 from typing import Any
 
 from pynetdicom import AE, evt
-from pynetdicom.dul import DULServiceProvider
-from pynetdicom.pdu import P_DATA_TF
-from pynetdicom.pdu_items import PresentationDataValueItem
-from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -41,6 +35,7 @@ from .policy import AdmissionDecision, AdmissionPolicy
 from .spool import SpoolDirectory, SpoolFile, install_spool_factory, uninstall_spool_factory
 from .status import TEMPORARY_CONGESTION, StoreStatus, describe_rejection
 from .tls import certificate_subject, server_ssl_context
+from .transport import ListenerRequestHandler, ListenerServer
 from .validate import InstanceLimits, validate_instance
 
 log = logging.getLogger(__name__)
@@ -67,156 +62,6 @@ class _AssociationState:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class _BulkReceiveSocket(AssociationSocket):
-    """pynetdicom's association socket, reading each PDU with as few system calls as it can.
-
-    pynetdicom reads in 4 KiB pieces appended to a growing bytearray: 32 calls and as many
-    copies per 128 KiB PDU, most of the listener's CPU time on a large instance. This reads
-    straight into a buffer of the requested size. Same contract: block until ``nr_bytes``
-    arrived or the peer closed (then return what came).
-    """
-
-    def recv(self, nr_bytes: int) -> bytearray:
-        sock = self.socket
-        assert sock is not None
-        buffer = bytearray(nr_bytes)
-        view = memoryview(buffer)
-        nr_read = 0
-        while nr_read < nr_bytes:
-            received = sock.recv_into(view[nr_read:], nr_bytes - nr_read)
-            if not received:
-                del view
-                return buffer[:nr_read]
-            nr_read += received
-        return buffer
-
-
-_P_DATA_TF = 0x04
-_PDU_TYPES = frozenset(range(0x01, 0x08))
-
-
-class _BulkReceiveDUL(DULServiceProvider):
-    """pynetdicom's upper layer, with P-DATA-TF PDUs decoded without copying their data.
-
-    pynetdicom copies each P-DATA-TF PDU about six times on its way to the data set file (a
-    growing bytearray, ``bytes()`` of it, a slice per PDU and per PDV, the PDV without its
-    header byte); on a large slide those copies cost as much CPU as everything else. Here the
-    PDU body is read once into its own buffer and each PDV's value is a memoryview into it,
-    which pynetdicom's DIMSE decoder indexes and slices exactly as it does bytes. Every other
-    PDU type, and every malformed P-DATA-TF, takes pynetdicom's own path and events (only
-    ``EVT_DATA_RECV``, which the listener does not use, is not raised for P-DATA).
-    """
-
-    def _read_pdu_data(self) -> None:
-        sock = self.socket
-        assert sock is not None
-        try:
-            header = sock.recv(6)
-        except (OSError, TimeoutError):
-            self.event_queue.put("Evt17")  # transport connection closed
-            return
-        if len(header) != 6:
-            self.event_queue.put("Evt17")
-            return
-        pdu_type, _, pdu_length = struct.unpack(">BBL", header)
-        if pdu_type not in _PDU_TYPES:
-            log.error("unknown PDU type 0x%02X received", pdu_type)
-            self.event_queue.put("Evt19")
-            return
-        try:
-            body = sock.recv(pdu_length)
-        except (OSError, TimeoutError):
-            self.event_queue.put("Evt17")
-            return
-        if len(body) != pdu_length:
-            log.error("PDU shorter than announced (%d of %d bytes)", len(body), pdu_length)
-            self.event_queue.put("Evt17")
-            return
-        if pdu_type == _P_DATA_TF:
-            pdu = _decode_p_data(body)
-            if pdu is not None:
-                evt.trigger(self.assoc, evt.EVT_PDU_RECV, {"pdu": pdu})
-                self.event_queue.put("Evt10")
-                self._recv_pdu.put(pdu)
-                return
-        try:
-            decoded, event = self._decode_pdu(header + body)
-        except Exception:
-            log.exception("cannot decode the received PDU")
-            self.event_queue.put("Evt19")
-            return
-        self.event_queue.put(event)
-        self._recv_pdu.put(decoded)
-
-
-def _decode_p_data(body: bytearray) -> P_DATA_TF | None:
-    """A P-DATA-TF PDU whose PDV values are views into ``body``; None if malformed."""
-    view = memoryview(body)
-    items = []
-    offset = 0
-    end = len(body)
-    while offset < end:
-        if offset + 6 > end:
-            return None
-        (item_length,) = struct.unpack_from(">L", body, offset)
-        if item_length < 2 or offset + 4 + item_length > end:
-            return None
-        item = PresentationDataValueItem()
-        item.presentation_context_id = body[offset + 4]
-        item.presentation_data_value = view[offset + 5 : offset + 4 + item_length]  # type: ignore[assignment]
-        items.append(item)
-        offset += 4 + item_length
-    if not items:
-        return None
-    pdu = P_DATA_TF()
-    pdu.presentation_data_value_items = items
-    return pdu
-
-
-class _ListenerRequestHandler(RequestHandler):
-    def _create_association(self) -> Any:
-        assoc = super()._create_association()
-        # the same objects with faster receive methods (the subclasses add no state)
-        assoc.dul.socket.__class__ = _BulkReceiveSocket
-        assoc.dul.__class__ = _BulkReceiveDUL
-        return assoc
-
-
-class _ListenerServer(ThreadedAssociationServer):
-    """pynetdicom's threaded server, with the TLS handshake moved off the accept loop.
-
-    pynetdicom wraps each accepted socket in the thread that accepts connections, so one slow
-    or hostile TLS client would stall every other caller, and a failed handshake vanishes
-    without a trace. Here the handshake runs in the connection's own thread, with a timeout,
-    and a failure is reported to the listener (and audited).
-    """
-
-    daemon_threads = True
-    request_queue_size = 64
-    on_tls_failure: Callable[[tuple[str, int], Exception], None] | None = None
-    handshake_timeout_s: float = 30.0
-
-    def get_request(self) -> tuple[Any, Any]:
-        assert self.socket is not None
-        return self.socket.accept()
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        # DIMSE is request/response: a C-STORE response held back by Nagle's algorithm until
-        # the peer's delayed ACK arrives costs tens of milliseconds per instance
-        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.ssl_context is not None:
-            try:
-                request.settimeout(self.handshake_timeout_s)
-                request = self.ssl_context.wrap_socket(request, server_side=True)
-                request.settimeout(None)
-            except (ssl.SSLError, OSError) as exc:
-                if self.on_tls_failure is not None:
-                    self.on_tls_failure(client_address, exc)
-                self.shutdown_request(request)
-                return
-        super().process_request_thread(request, client_address)
-
-
 class StorageSCP:
     """One DICOM storage SCP over one runtime's store and database."""
 
@@ -238,7 +83,7 @@ class StorageSCP:
         self._states: dict[Any, _AssociationState] = {}
         self._states_lock = threading.Lock()
         self._stopping = False
-        self._server: _ListenerServer | None = None
+        self._server: ListenerServer | None = None
         self._server_thread: threading.Thread | None = None
         self.ae = self._make_ae()
 
@@ -287,10 +132,10 @@ class StorageSCP:
             (self.settings.host, self.settings.port),
             ssl_context=ssl_context,
             evt_handlers=self._handlers(),
-            server_class=_ListenerServer,
-            request_handler=_ListenerRequestHandler,
+            server_class=ListenerServer,
+            request_handler=ListenerRequestHandler,
         )
-        assert isinstance(server, _ListenerServer)
+        assert isinstance(server, ListenerServer)
         server.on_tls_failure = self._on_tls_failure
         server.handshake_timeout_s = self.settings.network_timeout_s
         self.ae._servers.append(server)  # as AE.start_server does, so AE.shutdown finds it

@@ -1,0 +1,323 @@
+"""pynetdicom's transport for the listener: the same protocol, fewer copies, no polling.
+
+pynetdicom is written for clarity over throughput: its upper layer reads PDUs in 4 KiB pieces
+and copies each P-DATA-TF about six times, and both of its per-association threads poll (the
+upper-layer reactor sleeps 1 ms whenever it finds nothing to do, the association reactor 1 ms
+before every look at its message queue). On a slide sent as hundreds of small instances that
+polling alone adds a few milliseconds to every C-STORE round trip. The subclasses here keep
+pynetdicom's state machine, events and queues, and change only how data is read and how the
+threads wait: on the socket and a wake-up pipe, and on the message queue's condition.
+
+They rely on pynetdicom internals (``DULServiceProvider._read_pdu_data``,
+``_is_transport_event``, ``Association._run_reactor``): the listener's tests exercise every
+path, and pyproject.toml pins pynetdicom to the 3.x series they were written against.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import select
+import socket
+import ssl
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from pynetdicom import evt
+from pynetdicom.association import Association
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu import P_DATA_TF
+from pynetdicom.pdu_items import PresentationDataValueItem
+from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
+
+log = logging.getLogger(__name__)
+
+#: Longest the upper layer waits for data or work before it looks at its timers again.
+IDLE_WAIT_S = 0.05
+#: Longest the association reactor waits for a message before it looks for a release,
+#: an abort or a timeout (pynetdicom's own period).
+REACTOR_PERIOD_S = 0.001
+
+
+class BulkReceiveSocket(AssociationSocket):
+    """pynetdicom's association socket, reading each PDU with as few system calls as it can.
+
+    pynetdicom reads in 4 KiB pieces appended to a growing bytearray: 32 calls and as many
+    copies per 128 KiB PDU, most of the listener's CPU time on a large instance. This reads
+    straight into a buffer of the requested size. Same contract: block until ``nr_bytes``
+    arrived or the peer closed (then return what came).
+    """
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        sock = self.socket
+        assert sock is not None
+        buffer = bytearray(nr_bytes)
+        view = memoryview(buffer)
+        nr_read = 0
+        while nr_read < nr_bytes:
+            received = sock.recv_into(view[nr_read:], nr_bytes - nr_read)
+            if not received:
+                del view
+                return buffer[:nr_read]
+            nr_read += received
+        return buffer
+
+
+_P_DATA_TF = 0x04
+_PDU_TYPES = frozenset(range(0x01, 0x08))
+
+
+class ListenerDUL(DULServiceProvider):
+    """pynetdicom's upper layer, reading P-DATA without copies and waiting without polling.
+
+    pynetdicom copies each P-DATA-TF PDU about six times on its way to the data set file (a
+    growing bytearray, ``bytes()`` of it, a slice per PDU and per PDV, the PDV without its
+    header byte); on a large slide those copies cost as much CPU as everything else. Here the
+    PDU body is read once into its own buffer and each PDV's value is a memoryview into it,
+    which pynetdicom's DIMSE decoder indexes and slices exactly as it does bytes. Every other
+    PDU type, and every malformed P-DATA-TF, takes pynetdicom's own path and events (only
+    ``EVT_DATA_RECV``, which the listener does not use, is not raised for P-DATA).
+
+    Where pynetdicom's reactor sleeps 1 ms each time it finds nothing to do, this one blocks
+    in ``select`` on the socket and on a wake-up pipe that ``send_pdu`` and ``kill_dul`` write
+    to: a C-STORE request is read the moment it arrives and its response is sent the moment
+    the association hands it over. ``attach`` must be called once the class is swapped in.
+    """
+
+    _wake_r: socket.socket | None = None
+    _wake_w: socket.socket | None = None
+
+    def attach(self) -> None:
+        """Create the wake-up pipe and stop pynetdicom's fixed sleep between loops."""
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._run_loop_delay = 0
+
+    def _wake(self) -> None:
+        # a full pipe is already a pending wake-up; a closed one, a finished DUL
+        if self._wake_w is not None:
+            with contextlib.suppress(OSError):
+                self._wake_w.send(b"\0")
+
+    def send_pdu(self, primitive: Any) -> None:
+        super().send_pdu(primitive)
+        self._wake()
+
+    def kill_dul(self) -> None:
+        super().kill_dul()
+        self._wake()
+
+    def run_reactor(self) -> None:
+        try:
+            super().run_reactor()
+        finally:
+            for end in (self._wake_r, self._wake_w):
+                if end is not None:
+                    end.close()
+            self._wake_r = self._wake_w = None
+
+    def _is_transport_event(self) -> bool:
+        if super()._is_transport_event():
+            return True
+        self._wait_for_work()
+        return False
+
+    def _wait_for_work(self) -> None:
+        """Block until data arrives, a primitive is queued or ``IDLE_WAIT_S`` passes."""
+        wake = self._wake_r
+        sock = getattr(self.socket, "socket", None)
+        if wake is None or sock is None or sock.fileno() < 0:
+            return
+        if self._kill_thread or self.to_provider_queue.queue or self.event_queue.queue:
+            return
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return  # decrypted bytes already buffered: select cannot see them
+        try:
+            readable, _, _ = select.select([sock, wake], [], [], IDLE_WAIT_S)
+        except (OSError, ValueError):
+            return  # the socket closed under us: the next loop reports it
+        if wake in readable:
+            with contextlib.suppress(OSError):  # BlockingIOError once drained
+                while wake.recv(4096):
+                    pass
+
+    def _read_pdu_data(self) -> None:
+        sock = self.socket
+        assert sock is not None
+        try:
+            header = sock.recv(6)
+        except (OSError, TimeoutError):
+            self.event_queue.put("Evt17")  # transport connection closed
+            return
+        if len(header) != 6:
+            self.event_queue.put("Evt17")
+            return
+        pdu_type, _, pdu_length = struct.unpack(">BBL", header)
+        if pdu_type not in _PDU_TYPES:
+            log.error("unknown PDU type 0x%02X received", pdu_type)
+            self.event_queue.put("Evt19")
+            return
+        try:
+            body = sock.recv(pdu_length)
+        except (OSError, TimeoutError):
+            self.event_queue.put("Evt17")
+            return
+        if len(body) != pdu_length:
+            log.error("PDU shorter than announced (%d of %d bytes)", len(body), pdu_length)
+            self.event_queue.put("Evt17")
+            return
+        if pdu_type == _P_DATA_TF:
+            pdu = decode_p_data(body)
+            if pdu is not None:
+                evt.trigger(self.assoc, evt.EVT_PDU_RECV, {"pdu": pdu})
+                self.event_queue.put("Evt10")
+                self._recv_pdu.put(pdu)
+                return
+        try:
+            decoded, event = self._decode_pdu(header + body)
+        except Exception:
+            log.exception("cannot decode the received PDU")
+            self.event_queue.put("Evt19")
+            return
+        self.event_queue.put(event)
+        self._recv_pdu.put(decoded)
+
+
+def decode_p_data(body: bytearray) -> P_DATA_TF | None:
+    """A P-DATA-TF PDU whose PDV values are views into ``body``; None if malformed."""
+    view = memoryview(body)
+    items = []
+    offset = 0
+    end = len(body)
+    while offset < end:
+        if offset + 6 > end:
+            return None
+        (item_length,) = struct.unpack_from(">L", body, offset)
+        if item_length < 2 or offset + 4 + item_length > end:
+            return None
+        item = PresentationDataValueItem()
+        item.presentation_context_id = body[offset + 4]
+        item.presentation_data_value = view[offset + 5 : offset + 4 + item_length]  # type: ignore[assignment]
+        items.append(item)
+        offset += 4 + item_length
+    if not items:
+        return None
+    pdu = P_DATA_TF()
+    pdu.presentation_data_value_items = items
+    return pdu
+
+
+class ListenerRequestHandler(RequestHandler):
+    def _create_association(self) -> Any:
+        assoc = super()._create_association()
+        # the same objects with the faster receive and wait methods below
+        assoc.__class__ = ListenerAssociation
+        assoc.dul.socket.__class__ = BulkReceiveSocket
+        assoc.dul.__class__ = ListenerDUL
+        assoc.dul.attach()
+        return assoc
+
+
+class ListenerServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server, with the TLS handshake moved off the accept loop.
+
+    pynetdicom wraps each accepted socket in the thread that accepts connections, so one slow
+    or hostile TLS client would stall every other caller, and a failed handshake vanishes
+    without a trace. Here the handshake runs in the connection's own thread, with a timeout,
+    and a failure is reported to the listener (and audited).
+    """
+
+    daemon_threads = True
+    request_queue_size = 64
+    on_tls_failure: Callable[[tuple[str, int], Exception], None] | None = None
+    handshake_timeout_s: float = 30.0
+
+    def get_request(self) -> tuple[Any, Any]:
+        assert self.socket is not None
+        return self.socket.accept()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        # DIMSE is request/response: a C-STORE response held back by Nagle's algorithm until
+        # the peer's delayed ACK arrives costs tens of milliseconds per instance
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.ssl_context is not None:
+            try:
+                request.settimeout(self.handshake_timeout_s)
+                request = self.ssl_context.wrap_socket(request, server_side=True)
+                request.settimeout(None)
+            except (ssl.SSLError, OSError) as exc:
+                if self.on_tls_failure is not None:
+                    self.on_tls_failure(client_address, exc)
+                self.shutdown_request(request)
+                return
+        super().process_request_thread(request, client_address)
+
+
+class ListenerAssociation(Association):
+    """pynetdicom's acceptor, dispatching each DIMSE message as soon as it is decoded.
+
+    pynetdicom's reactor sleeps 1 ms before every look at its message queue; this one waits on
+    the queue's condition for up to the same 1 ms, so the loop keeps pynetdicom's period for
+    releases, aborts and timeouts while a C-STORE goes to its handler without delay. The loop
+    is pynetdicom 3.0's ``Association._run_reactor`` with only that wait changed.
+    """
+
+    def _wait_for_message(self) -> None:
+        messages: queue.Queue[Any] = self.dimse.msg_queue
+        with messages.not_empty:
+            if not messages.queue:
+                messages.not_empty.wait(REACTOR_PERIOD_S)
+
+    def _run_reactor(self) -> None:
+        self._is_paused = False
+        while not self._kill:
+            self._wait_for_message()
+
+            # pynetdicom lets send_*() callers pause the reactor; kept as it is
+            self._is_paused = True
+            self._reactor_checkpoint.wait()
+            self._is_paused = False
+
+            context_id, msg = self.dimse.get_msg(block=False)
+            if msg:
+                self._serve_request(msg, int(context_id))  # type: ignore[arg-type]
+
+            if self.is_established and self.acse.is_release_requested():
+                self.acse.send_release(is_response=True)
+                log.info("Association Released")
+                self.is_released = True
+                self.is_established = False
+                evt.trigger(self, evt.EVT_RELEASED, {})
+                self.kill()
+                return
+
+            if self.acse.is_aborted():
+                log.info(
+                    "Association Aborted%s",
+                    " (A-P-ABORT)" if self.acse.is_aborted("a-p-abort") else "",
+                )
+                self.dul.receive_pdu(wait=False)  # so that EVT_ACSE_RECV fires
+                self.is_aborted = True
+                self.is_established = False
+                evt.trigger(self, evt.EVT_ABORTED, {})
+                self.kill()
+                return
+
+            if not self.dul.is_alive():
+                self.kill()
+                return
+
+            if self.dul.idle_timer_expired():
+                log.error("Network timeout reached")
+                if self.network_timeout_response == "A-RELEASE":
+                    self._is_paused = True
+                    self._reactor_checkpoint.wait()
+                    self.release()
+                    self._is_paused = False
+                else:
+                    self.abort()
+                self.kill()
+                return
