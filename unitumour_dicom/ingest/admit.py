@@ -53,11 +53,16 @@ class AdmissionOutcome(StrEnum):
 
 @dataclass(frozen=True)
 class ReceivedFile:
-    """A complete received file in the spool, with the digest computed while it arrived."""
+    """A complete received file in the spool, with the digest computed while it arrived.
+
+    ``wait_durable``, when given, returns once the file's bytes are on disk (the receiver
+    started its fsync early); without it, the store fsyncs the file itself.
+    """
 
     path: Path
     sha256: str
     size_bytes: int
+    wait_durable: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -170,8 +175,15 @@ class Admitter:
             if self.store.exists(relpath):
                 log.warning("%s exists without a row (reconcile will look at it)", relpath)
                 continue
+            if received.wait_durable is not None:
+                received.wait_durable()
             try:
-                self.store.put_file(received.path, relpath, sha256=received.sha256)
+                self.store.put_file(
+                    received.path,
+                    relpath,
+                    sha256=received.sha256,
+                    synced=received.wait_durable is not None,
+                )
             except StoreError:
                 if self.store.exists(relpath):
                     continue

@@ -13,6 +13,7 @@ crash leaves either the whole object or nothing (and a spool leftover that recon
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -54,6 +55,22 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def make_dirs_durable(path: Path) -> None:
+    """Create ``path`` and any missing parents, fsyncing each parent that gained an entry, so
+    that a file made durable inside a new study or series folder is also reachable after a
+    crash (fsync of a file's own directory does not persist that directory's own entry)."""
+    missing: list[Path] = []
+    probe = path
+    while not probe.is_dir():
+        missing.append(probe)
+        probe = probe.parent
+    for directory in reversed(missing):
+        # made meanwhile by another thread: fsync anyway, its creator may not have yet
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir()
+        fsync_dir(directory.parent)
 
 
 class FileStore:
@@ -114,23 +131,29 @@ class FileStore:
     def new_spool_path(self, suffix: str = ".part") -> Path:
         return self.spool_dir / f"{uuid.uuid4().hex}{suffix}"
 
-    def put_file(self, source: Path, relpath: str, *, sha256: str | None = None) -> StoredObject:
+    def put_file(
+        self, source: Path, relpath: str, *, sha256: str | None = None, synced: bool = False
+    ) -> StoredObject:
         """Move a file (already on the store's filesystem, e.g. in spool/) into place durably.
 
-        The file is fsynced before the rename and the directory after it. An existing object
-        at ``relpath`` is never overwritten: versions get new paths.
+        The file is fsynced before the link (``synced=True``: the caller has done it) and the
+        destination directory after it. An existing object at ``relpath`` is never
+        overwritten: versions get new paths. The spool directory is not fsynced: a crash can
+        at worst leave the old spool name behind as a second link to a stored file, which the
+        start-up sweep of spool leftovers removes.
         """
         dest = self.abspath(relpath)
         if dest.exists():
             raise StoreError(f"{relpath} already exists; the store never overwrites")
         digest = sha256 or sha256_file(source)
         size = source.stat().st_size
-        fd = os.open(source, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not synced:
+            fd = os.open(source, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        make_dirs_durable(dest.parent)
         try:
             os.link(source, dest)  # fails if dest appeared meanwhile: no silent overwrite
         except FileExistsError as exc:
@@ -140,7 +163,6 @@ class FileStore:
         else:
             os.unlink(source)
         fsync_dir(dest.parent)
-        fsync_dir(source.parent)
         return StoredObject(path=relpath, size_bytes=size, sha256=digest)
 
     def put_bytes(self, data: bytes, relpath: str) -> StoredObject:
