@@ -45,7 +45,12 @@ from unitumour_dicom.db.types import utcnow
 from unitumour_dicom.errors import UniTumourError
 from unitumour_dicom.jobs import JobEvent, reconcile_jobs, worker_name
 from unitumour_dicom.jobs.broker import broker_kind, transport_options
-from unitumour_dicom.jobs.deliveries import claim_delivery, recover_deliveries
+from unitumour_dicom.jobs.deliveries import (
+    claim_delivery,
+    claim_delivery_dispatches,
+    mark_delivery_dispatched,
+    recover_deliveries,
+)
 from unitumour_dicom.jobs.reconcile import claim_dispatches
 from unitumour_dicom.jobs.sqla_transport import durable_broker_url
 from unitumour_dicom.runtime import Runtime
@@ -202,7 +207,18 @@ class CeleryDispatcher:
         self.send_jobs(won)
         return won
 
-    def dispatch_deliveries(self, delivery_ids: Sequence[int], *, delay_s: float = 0.0) -> None:
+    def dispatch_deliveries(self, delivery_ids: Sequence[int]) -> list[int]:
+        """Send the deliveries among ``delivery_ids`` that are due and have no message yet."""
+        ids = [int(i) for i in delivery_ids]
+        if not ids:
+            return []
+        with self.runtime.session() as session:
+            won = claim_delivery_dispatches(session=session, now=utcnow(), delivery_ids=ids)
+        self.send_deliveries(won)
+        return won
+
+    def send_deliveries(self, delivery_ids: Sequence[int], *, delay_s: float = 0.0) -> None:
+        """Put messages on the delivery queue (the caller has marked them sent)."""
         for delivery_id in delivery_ids:
             self.app.send_task(
                 DELIVER_TASK,
@@ -350,11 +366,15 @@ def _deliver(ctx: WorkerContext, delivery_id: int) -> str:
                 now=utcnow(),
             )
         state, next_at = delivery.state, delivery.next_attempt_at
-    if state == DeliveryState.PENDING and next_at is not None:
-        delay = max((next_at - utcnow()).total_seconds(), 0.0)
-        if delay <= settings.worker.reconcile_seconds * 2:
-            ctx.dispatcher.dispatch_deliveries([delivery_id], delay_s=delay)
-        # later retries are sent by the reconcile when they fall due
+        delay = None
+        if state == DeliveryState.PENDING and next_at is not None:
+            delay = max((next_at - utcnow()).total_seconds(), 0.0)
+            if delay <= settings.worker.reconcile_seconds * 2:
+                mark_delivery_dispatched(session=session, delivery_id=delivery_id, due_at=next_at)
+            else:
+                delay = None  # later retries are sent by the reconcile when they fall due
+    if delay is not None:
+        ctx.dispatcher.send_deliveries([delivery_id], delay_s=delay)
     return f"delivery {delivery_id}: {state}"
 
 
@@ -422,6 +442,7 @@ class Reconciler:
         settings = ctx.runtime.settings
         now = utcnow()
         depth = queue_depth(ctx.dispatcher.app, SEGMENTATION_QUEUE)
+        delivery_depth = queue_depth(ctx.dispatcher.app, DELIVERY_QUEUE)
         with ctx.runtime.session() as session:
             settled = _settle(session, ctx, now)
             report = reconcile_jobs(
@@ -434,7 +455,11 @@ class Reconciler:
             )
             report.settled_jobs = settled
             report.recovered_deliveries, report.deliveries_to_dispatch = recover_deliveries(
-                session=session, now=now, worker=ctx.name
+                session=session,
+                now=now,
+                worker=ctx.name,
+                redispatch_s=settings.worker.redispatch_s,
+                queue_depth=delivery_depth,
             )
             if report.changed:
                 record_event(
@@ -446,8 +471,7 @@ class Reconciler:
                 )
         to_send = report.jobs_to_dispatch  # includes the jobs the settle created
         ctx.dispatcher.send_jobs(to_send)
-        if report.deliveries_to_dispatch:
-            ctx.dispatcher.dispatch_deliveries(report.deliveries_to_dispatch)
+        ctx.dispatcher.send_deliveries(report.deliveries_to_dispatch)
         self.passes += 1
         if report.changed or to_send:
             log.info("reconcile: %s", report.counts())

@@ -298,8 +298,8 @@ class WorkerSettings(Section):
         default=300.0,
         gt=0,
         description=(
-            "A queued job whose message was sent this long ago and is in no queue any more "
-            "(the message was lost) is sent again."
+            "A queued job or due delivery whose message was sent this long ago, while its "
+            "queue is empty (the message was lost), is sent again."
         ),
     )
     verify_inputs: bool = Field(

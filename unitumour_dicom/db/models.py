@@ -245,6 +245,9 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
+    dispatched_at: Mapped[datetime | None] = mapped_column(
+        doc="When a queue message for the current attempt was sent (or, delayed, is due)."
+    )
 
     result: Mapped[Result] = relationship(back_populates="deliveries")
     attempts_log: Mapped[list[DeliveryAttempt]] = relationship(

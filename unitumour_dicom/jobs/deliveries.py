@@ -5,14 +5,23 @@ The delivery rows (``unitumour_dicom.deliver``) carry their own retry schedule
 ``sending`` with a compare-and-set, and ``next_attempt_at`` becomes the claim's deadline; the
 attempt then writes the outcome (delivered, pending with the next try, or failed). A row
 still ``sending`` after its deadline lost its sender; the reconcile puts it back to pending.
+
+Messages: ``dispatched_at`` records when a message for the row's current attempt was sent
+(for a delayed message, when it is due). A pending, due row needs a message only when none
+was sent since its attempt fell due (``dispatched_at`` unset or before ``next_attempt_at``),
+or when the one sent is taken to be lost (sent ``redispatch_s`` ago and the delivery queue
+is empty). Claiming that is a compare-and-set, so reconciles on several hosts, and a
+creator's hook racing them, send each message once, and a queue whose consumers are away
+does not fill with copies of the same delivery.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..db import Delivery, DeliveryState, record_event
@@ -41,10 +50,69 @@ def claim_delivery(
     return claimed
 
 
+def claim_delivery_dispatches(
+    *,
+    session: Session,
+    now: datetime,
+    redispatch_s: float | None = None,
+    queue_depth: int | None = None,
+    delivery_ids: Sequence[int] | None = None,
+) -> list[int]:
+    """Pending, due deliveries whose message this caller must send; each marked sent, once.
+
+    ``queue_depth`` is the number of messages waiting in the delivery queue when the broker
+    can tell (None when it cannot): a sent message is taken to be lost only when that queue
+    is empty. ``delivery_ids`` limits the candidates (a creator's hook).
+    """
+    unsent = or_(
+        Delivery.dispatched_at.is_(None),
+        and_(
+            Delivery.next_attempt_at.is_not(None),
+            Delivery.dispatched_at < Delivery.next_attempt_at,
+        ),
+    )
+    condition = unsent
+    if redispatch_s is not None and not queue_depth:
+        condition = or_(unsent, Delivery.dispatched_at < now - timedelta(seconds=redispatch_s))
+    query = select(Delivery.id, Delivery.dispatched_at).where(
+        Delivery.state == DeliveryState.PENDING, _due(now), condition
+    )
+    if delivery_ids is not None:
+        query = query.where(Delivery.id.in_([int(i) for i in delivery_ids]))
+    won: list[int] = []
+    for delivery_id, seen in session.execute(query.order_by(Delivery.id)).all():
+        same = Delivery.dispatched_at.is_(None) if seen is None else Delivery.dispatched_at == seen
+        result = session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.state == DeliveryState.PENDING, same)
+            .values(dispatched_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:
+            won.append(delivery_id)
+    return won
+
+
+def mark_delivery_dispatched(*, session: Session, delivery_id: int, due_at: datetime) -> None:
+    """Record a delayed message for the next attempt (due at ``due_at``) as sent."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.state == DeliveryState.PENDING)
+        .values(dispatched_at=due_at)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def recover_deliveries(
-    *, session: Session, now: datetime, worker: str
+    *,
+    session: Session,
+    now: datetime,
+    worker: str,
+    redispatch_s: float | None = None,
+    queue_depth: int | None = None,
 ) -> tuple[list[int], list[int]]:
-    """Put deliveries whose sender died back to pending; return (recovered, due) ids."""
+    """Put deliveries whose sender died back to pending; return (recovered, to send) ids,
+    the second already marked sent (see :func:`claim_delivery_dispatches`)."""
     stuck = list(
         session.scalars(
             select(Delivery.id).where(
@@ -76,11 +144,7 @@ def recover_deliveries(
                     "stopped): pending again"
                 ),
             )
-    due = list(
-        session.scalars(
-            select(Delivery.id)
-            .where(Delivery.state == DeliveryState.PENDING, _due(now))
-            .order_by(Delivery.id)
-        )
+    to_send = claim_delivery_dispatches(
+        session=session, now=now, redispatch_s=redispatch_s, queue_depth=queue_depth
     )
-    return recovered, due
+    return recovered, to_send
