@@ -38,6 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from unitumour_dicom.portcheck import is_listening
 from unitumour_dicom.synthetic import PhantomSpec, load_phantom, write_phantom_slide
 
 UNITUMOUR = str(Path(sys.executable).with_name("unitumour"))
@@ -56,10 +57,8 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"receiver exited with {proc.returncode} before listening")
-        with socket.socket() as sock:
-            sock.settimeout(0.2)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
+        if is_listening(port):  # no probe connection: storescp would take it for an association
+            return
         time.sleep(0.1)
     raise SystemExit(f"nothing listens on {port} after {timeout} s")
 

@@ -51,6 +51,7 @@ from unitumour_dicom.demo import (
 from unitumour_dicom.demo.config import CONFIG_NAME, PACS_AE, SCANNER_AE
 from unitumour_dicom.demo.errors import DemoError
 from unitumour_dicom.errors import UniTumourError
+from unitumour_dicom.portcheck import is_listening
 from unitumour_dicom.runtime import Runtime
 
 from .worker import verbosity_flags
@@ -388,7 +389,7 @@ def _run(console: Console, children: list[Child], options: DemoOptions) -> int:
             logs / "storescp.log",
         )
     )
-    wait_for(lambda: _accepts(ports.pacs), 15, "storescp to listen", watch=children[-1])
+    wait_for(lambda: is_listening(ports.pacs), 15, "storescp to listen", watch=children[-1])
     console.say(f"PACS: DCMTK storescp {PACS_AE} on port {ports.pacs}, writing into {pacs_dir}")
 
     run_step(cli(config, "db", "upgrade"), "unitumour db upgrade")

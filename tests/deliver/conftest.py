@@ -20,6 +20,7 @@ from tests.seg.conftest import blob_mask
 from tests.seg.wsi_headers import make_wsi_headers
 from unitumour_dicom.config.sections import DeliverySettings, DestinationSettings
 from unitumour_dicom.db import Job, Result, Slide
+from unitumour_dicom.portcheck import is_listening
 from unitumour_dicom.runtime import Runtime
 from unitumour_dicom.seg import AlgorithmInfo, record_result, write_seg_pyramid
 
@@ -37,10 +38,8 @@ def wait_listening(port: int, proc: subprocess.Popen | None = None, timeout: flo
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"peer exited with {proc.returncode}: {proc.stderr.read()!r}")  # type: ignore[union-attr]
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.settimeout(0.2)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
+        if is_listening(port):  # no probe connection: storescp would take it for an association
+            return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
 

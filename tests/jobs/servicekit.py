@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from unitumour_dicom.config import Settings, load_settings
 from unitumour_dicom.db import migrate
+from unitumour_dicom.portcheck import is_listening
 from unitumour_dicom.runtime import Runtime
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -240,11 +241,7 @@ class StoreSCP:
         wait_until(self._listening, 10, "storescp to listen")
 
     def _listening(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return True
-        except OSError:
-            return False
+        return is_listening(self.port)  # a probe connection would count as an association
 
     def files(self) -> list[Path]:
         return sorted(p for p in self.folder.iterdir() if p.is_file())
