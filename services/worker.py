@@ -139,6 +139,21 @@ def _make_embedded_broker_dir(url: str) -> None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
+def worker_config(settings: Settings, queue: str) -> dict[str, Any]:
+    """What a worker of ``queue`` changes in the app's settings.
+
+    The segmentation pool is solo: while a job runs nothing serves the broker connection, so
+    RabbitMQ's heartbeats go unanswered and after two of them (a job on a CPU takes minutes)
+    the server closes the connection and hands the message to another worker, whose database
+    claim then drops it. Heartbeats are off for that worker: a dead process's connection is
+    closed by its operating system, and a dead host's job comes back through its lease, as on
+    every broker. (RabbitMQ's ``consumer_timeout`` must still exceed the longest job.)
+    """
+    if queue == SEGMENTATION_QUEUE and broker_kind(settings.broker_url) == "rabbitmq":
+        return {"broker_heartbeat": 0}
+    return {}
+
+
 def create_celery_app(settings: Settings) -> Celery:
     """The Celery app for ``settings``; tasks are registered on it, not on a global app."""
     app = Celery("unitumour", set_as_current=False)
@@ -547,6 +562,7 @@ def run_worker(
         )
     _keep_our_logging()
     app = create_celery_app(settings)
+    app.conf.update(worker_config(settings, queue))
     ctx = bind_context(app, settings, role=f"{queue}{index}")
     if queue == SEGMENTATION_QUEUE:
         model = ctx.model_provider().get()  # fail before taking a message, not after

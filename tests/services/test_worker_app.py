@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import sqlite3
+import subprocess
 from datetime import timedelta
 
 import pytest
 from unitumour_services.worker import (
+    DELIVERY_QUEUE,
     SEGMENT_TASK,
     SEGMENTATION_QUEUE,
     Reconciler,
@@ -17,6 +20,7 @@ from unitumour_services.worker import (
     create_celery_app,
     queue_depth,
     segmentation_devices,
+    worker_config,
     worker_specs,
 )
 
@@ -129,3 +133,36 @@ def test_one_segmentation_process_per_visible_gpu(tmp_path, monkeypatch):
     assert segmentation_devices(named) == [None]  # one named GPU: not split by process
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert segmentation_devices(settings) == [None]  # no GPU visible: one CPU process
+
+
+def _negotiated_heartbeats() -> dict[int, int]:
+    """RabbitMQ's view of its connections: client port -> negotiated heartbeat (s)."""
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", "list_connections", "--no-table-headers", "peer_port", "timeout"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    rows = (line.split() for line in out.splitlines())
+    return {int(port): int(timeout) for port, timeout in rows}
+
+
+@pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="RabbitMQ is not installed")
+def test_the_segmentation_worker_runs_without_rabbitmq_heartbeats(tmp_path) -> None:
+    """A solo pool cannot answer heartbeats while a job runs; the delivery pool can."""
+    settings = load_settings(
+        data_dir=tmp_path, broker={"url": "amqp://guest:guest@127.0.0.1:5672//"}
+    )
+    seen = {}
+    for queue in (SEGMENTATION_QUEUE, DELIVERY_QUEUE):
+        app = create_celery_app(settings)
+        app.conf.update(worker_config(settings, queue))
+        # the connection the worker's consumer opens (celery.worker.consumer: amqheartbeat)
+        with app.connection_for_read(heartbeat=app.conf.broker_heartbeat) as conn:
+            conn.ensure_connection(max_retries=3)
+            port = conn.connection.sock.getsockname()[1]
+            seen[queue] = _negotiated_heartbeats()[port]
+    assert seen[SEGMENTATION_QUEUE] == 0
+    assert seen[DELIVERY_QUEUE] > 0
+    assert worker_config(load_settings(data_dir=tmp_path), SEGMENTATION_QUEUE) == {}
