@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # CPU build of PyTorch; an unpinned torch would pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: all venv system-deps viewer demo test lint format bench clean-venv
+.PHONY: all venv system-deps viewer demo test lint format clean-venv
 
 all: test
 
