@@ -1,12 +1,13 @@
-"""Spool files and admission without a network: the fsync that overlaps validation, and what
-happens when it fails. (The listener tests cover the same code through real associations.)"""
+"""Spool files and admission without a network: the fsync that overlaps validation (done by
+whichever thread gets there first), and what happens when it fails. (The listener tests cover
+the same code through real associations.)"""
 
 from __future__ import annotations
 
 import errno
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from pathlib import Path
 
 import pydicom
@@ -47,12 +48,14 @@ def _summary(runtime: Runtime, path: Path, scratch: Path):
     )
 
 
-def test_a_spool_file_synced_in_the_background_is_complete_and_closed(sqlite_runtime, phantom):
+def test_a_spool_file_synced_by_another_thread_is_complete_and_closed(sqlite_runtime, phantom):
     source = phantom.instance_paths[0]
     spool = _spool_copy(sqlite_runtime.store, source)
-    with ThreadPoolExecutor(1) as pool:
-        spool.start_sync(pool)
-        spool.wait_synced()
+    reader = threading.Thread(target=spool.sync_now)  # as the association's reader does
+    reader.start()
+    spool.wait_synced()
+    reader.join()
+    spool.wait_synced()  # again: nothing more to do
     assert spool.closed
     assert spool.path.read_bytes() == source.read_bytes()
     assert spool.sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
@@ -71,11 +74,9 @@ def test_a_failed_fsync_refuses_the_admission_and_keeps_nothing(
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(spool_module.os, "fsync", failing_fsync)
-    with ThreadPoolExecutor(1) as pool:
-        spool.start_sync(pool)
-        received = ReceivedFile(spool.path, spool.sha256, spool.received_bytes, spool.wait_synced)
-        with pytest.raises(StoreError, match="cannot fsync"):
-            Admitter(sqlite_runtime).admit(received, summary, Sender(None, "SENDER", 1.0))
+    received = ReceivedFile(spool.path, spool.sha256, spool.received_bytes, spool.wait_synced)
+    with pytest.raises(StoreError, match="cannot fsync"):
+        Admitter(sqlite_runtime).admit(received, summary, Sender(None, "SENDER", 1.0))
     spool.discard()
     with sqlite_runtime.session() as session:
         assert session.scalar(select(func.count()).select_from(Instance)) == 0
@@ -94,10 +95,8 @@ def test_admission_links_the_file_only_after_its_fsync(sqlite_runtime, phantom, 
         stored_before_sync.append(len(list(sqlite_runtime.store.root.rglob("*.v1.dcm"))))
         spool.wait_synced()
 
-    with ThreadPoolExecutor(1) as pool:
-        spool.start_sync(pool)
-        received = ReceivedFile(spool.path, spool.sha256, spool.received_bytes, wait_durable)
-        admission = Admitter(sqlite_runtime).admit(received, summary, Sender(None, "SENDER", 1.0))
+    received = ReceivedFile(spool.path, spool.sha256, spool.received_bytes, wait_durable)
+    admission = Admitter(sqlite_runtime).admit(received, summary, Sender(None, "SENDER", 1.0))
     assert stored_before_sync == [0]
     stored = sqlite_runtime.store.abspath(admission.path)
     assert stored.read_bytes() == source.read_bytes()
@@ -116,3 +115,12 @@ def test_new_study_and_series_folders_are_created_under_existing_ones(tmp_path):
         "1.2.3/1.2.3.4",
     ]
     assert os.access(target, os.W_OK)
+
+
+def test_a_refused_spool_is_closed_without_a_sync(sqlite_runtime, phantom, monkeypatch):
+    spool = _spool_copy(sqlite_runtime.store, phantom.instance_paths[0])
+    calls: list[int] = []
+    monkeypatch.setattr(spool_module.os, "fsync", calls.append)
+    spool.discard()  # refused: nothing to make durable
+    spool.sync_now()  # a reader arriving late does nothing either
+    assert calls == [] and spool.closed and not spool.path.exists()

@@ -13,7 +13,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -81,8 +80,6 @@ class StorageSCP:
         self.allowed_sop_classes = frozenset(storage_sop_classes(self.settings.extra_sop_classes))
         self.spool = SpoolDirectory(runtime.store)
         self.admitter = Admitter(runtime, clock=clock)
-        # fsyncs of complete spool files, overlapped with their validation (SpoolFile)
-        self._sync_pool = self._make_sync_pool()
         self._states: dict[Any, _AssociationState] = {}
         self._states_lock = threading.Lock()
         self._stopping = False
@@ -91,10 +88,6 @@ class StorageSCP:
         self.ae = self._make_ae()
 
     # -- set-up ----------------------------------------------------------------------------
-    def _make_sync_pool(self) -> ThreadPoolExecutor:
-        workers = max(2, self.settings.max_associations)
-        return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spool-fsync")
-
     def _make_ae(self) -> AE:
         s = self.settings
         ae = AE(ae_title=s.ae_title)
@@ -180,8 +173,6 @@ class StorageSCP:
         for assoc in list(self._states):
             self._finish(assoc)
         uninstall_spool_factory(self.ae)
-        self._sync_pool.shutdown(wait=True)
-        self._sync_pool = self._make_sync_pool()  # for a later start()
         self.spool.unlock()
         self._server = None
         log.info("listener stopped")
@@ -474,6 +465,9 @@ class StorageSCP:
         command = getattr(getattr(assoc.dimse, "message", None), "command_set", None)
         spool.sop_class_uid = str(getattr(command, "AffectedSOPClassUID", "") or "")
         spool.sop_instance_uid = str(getattr(command, "AffectedSOPInstanceUID", "") or "")
+        track = getattr(assoc.dul, "track_spool", None)
+        if track is not None:
+            track(spool)  # the reader syncs it once its last fragment is written
         if state is not None:
             logcontext.association_id.set(state.id)
             with state.lock:
@@ -496,7 +490,6 @@ class StorageSCP:
         if spool is None or state is None:
             log.error("C-STORE of %s arrived without its spool file", sop_instance[:80])
             return int(StoreStatus.OUT_OF_RESOURCES)
-        spool.start_sync(self._sync_pool)
         started = time.perf_counter()
         status, reason = self._admit(spool, state, sop_class, sop_instance)
         if status != StoreStatus.SUCCESS:

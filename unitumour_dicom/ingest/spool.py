@@ -15,7 +15,6 @@ the process gets the ordinary temporary file.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import fcntl
 import hashlib
@@ -25,7 +24,6 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
 from pathlib import Path
 from tempfile import NamedTemporaryFile
 from typing import IO, Any
@@ -54,11 +52,14 @@ class SpoolFile:
     on a 2-core machine). Every few megabytes the kernel is asked to start writeback, so that
     the fsync before admission finds little left to flush.
 
-    Once the data set is complete, :meth:`start_sync` runs that fsync on a pool thread while
-    the caller reads and validates the header and looks up earlier versions; admission waits
-    for it (:meth:`wait_synced`) before the file is linked into the store. On an instance of
-    a few megabytes the fsync is the largest single cost of a C-STORE, and this hides most of
-    it behind work that needs no disk.
+    Once the data set is complete, the association's reader thread, which has nothing else to
+    do until the sender gets its answer, calls :meth:`sync_now` (fsync, close) while the
+    association thread reads and validates the header and looks up earlier versions; admission
+    waits for it (:meth:`wait_synced`) before the file is linked into the store, and does the
+    fsync itself if no reader did. On an instance of a few megabytes the fsync is the largest
+    single cost of a C-STORE, and this hides most of it behind work that needs no disk,
+    without waking a third thread (on a virtual machine every wake-up of an idle thread costs
+    a good part of a millisecond).
     """
 
     def __init__(self, path: Path, *, max_bytes: int, store: FileStore) -> None:
@@ -78,7 +79,10 @@ class SpoolFile:
         self.sop_class_uid: str | None = None
         self.sop_instance_uid: str | None = None
         self._fd: int | None = None
-        self._sync: Future[None] | None = None
+        self._sync_lock = threading.Lock()
+        self._sync_started = False
+        self._synced = threading.Event()
+        self._sync_error: OSError | None = None
         try:
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as exc:  # refuse the instance (0xA700), never break the association
@@ -145,38 +149,46 @@ class SpoolFile:
     def closed(self) -> bool:
         return self._fd is None
 
-    def start_sync(self, executor: Executor) -> None:
-        """fsync and close the complete file on ``executor``; see :meth:`wait_synced`."""
-        if self._sync is None and self._fd is not None and self.refusal is None:
-            self._sync = executor.submit(self._fsync_and_close)
-        else:
-            self.close()
+    def _claim_sync(self) -> bool:
+        """True for the one caller that gets to sync (or close) the file."""
+        with self._sync_lock:
+            if self._sync_started:
+                return False
+            self._sync_started = True
+            return True
 
-    def _fsync_and_close(self) -> None:
-        fd = self._fd
-        assert fd is not None
+    def sync_now(self) -> None:
+        """fsync and close the complete file, unless another thread has begun to."""
+        if not self._claim_sync():
+            return
         try:
-            os.fsync(fd)
+            if self._fd is not None and self.refusal is None:
+                os.fsync(self._fd)
+        except OSError as exc:
+            self._sync_error = exc
         finally:
-            os.close(fd)
-            self._fd = None
+            self._close_fd()
+            self._synced.set()
 
     def wait_synced(self) -> None:
         """Return once the file's bytes are on disk (fsync), or raise StoreError."""
-        if self._sync is None:
-            if self._fd is not None:
-                self._fsync_and_close()
-            return
-        try:
-            self._sync.result()
-        except OSError as exc:
-            raise StoreError(f"cannot fsync the spool file {self.path.name}: {exc}") from exc
+        self.sync_now()
+        self._synced.wait()
+        if self._sync_error is not None:
+            raise StoreError(
+                f"cannot fsync the spool file {self.path.name}: {self._sync_error}"
+            ) from self._sync_error
 
     def close(self) -> None:
-        if self._sync is not None:
-            with contextlib.suppress(Exception):  # its error surfaces in wait_synced
-                self._sync.result()
-        elif self._fd is not None:
+        """Close without syncing (the instance is refused), or wait for a sync under way."""
+        if self._claim_sync():
+            self._close_fd()
+            self._synced.set()
+        else:
+            self._synced.wait()
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
             os.close(self._fd)
             self._fd = None
 

@@ -88,6 +88,12 @@ class ListenerDUL(DULServiceProvider):
 
     _wake_r: socket.socket | None = None
     _wake_w: socket.socket | None = None
+    _spool: Any = None
+    _data_set_ended = False
+
+    def track_spool(self, spool: Any) -> None:
+        """The file the data set now arriving is written to (see ``SpoolFile.sync_now``)."""
+        self._spool = spool
 
     def attach(self) -> None:
         """Create the wake-up pipe and stop pynetdicom's fixed sleep between loops."""
@@ -120,6 +126,11 @@ class ListenerDUL(DULServiceProvider):
             self._wake_r = self._wake_w = None
 
     def _is_transport_event(self) -> bool:
+        if self._data_set_ended:  # its last fragment was written by the previous loop
+            self._data_set_ended = False
+            spool, self._spool = self._spool, None
+            if spool is not None:
+                spool.sync_now()
         if super()._is_transport_event():
             return True
         self._wait_for_work()
@@ -172,6 +183,10 @@ class ListenerDUL(DULServiceProvider):
         if pdu_type == _P_DATA_TF:
             pdu = decode_p_data(body)
             if pdu is not None:
+                # message control header xxxxxx10: the last fragment of a data set
+                last = pdu.presentation_data_value_items[-1].presentation_data_value
+                if last and last[0] & 0x03 == 0x02:
+                    self._data_set_ended = True
                 evt.trigger(self.assoc, evt.EVT_PDU_RECV, {"pdu": pdu})
                 self.event_queue.put("Evt10")
                 self._recv_pdu.put(pdu)
