@@ -34,6 +34,8 @@ from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAsso
 
 log = logging.getLogger(__name__)
 
+#: States in which the connection is closing or closed: nothing can be sent any more.
+_CLOSING_STATES = frozenset({"Sta1", "Sta13"})
 #: Longest the upper layer waits for data or work before it looks at its timers again.
 IDLE_WAIT_S = 0.05
 #: Longest the association reactor waits for a message before it looks for a release,
@@ -101,6 +103,21 @@ class ListenerDUL(DULServiceProvider):
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._run_loop_delay = 0
+        machine = self.state_machine
+        act = machine.do_action
+
+        def do_action(event: str) -> None:
+            # An answer the association thread hands over just after the peer aborted arrives
+            # in Sta13 (waiting for the connection to close), where pynetdicom's state machine
+            # raises and kills this thread. Nobody can receive it any more: drop it.
+            if event == "Evt9" and machine.current_state in _CLOSING_STATES:
+                log.info("peer gone: a response to it was dropped")
+                with contextlib.suppress(queue.Empty):
+                    self.to_provider_queue.get(block=False)
+                return
+            act(event)
+
+        machine.do_action = do_action  # type: ignore[method-assign]
 
     def _wake(self) -> None:
         # a full pipe is already a pending wake-up; a closed one, a finished DUL
