@@ -25,6 +25,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..db import Delivery, DeliveryState, record_event
+from .dispatch_marks import claim_marks
 from .events import JobEvent
 
 log = logging.getLogger(__name__)
@@ -64,33 +65,24 @@ def claim_delivery_dispatches(
     can tell (None when it cannot): a sent message is taken to be lost only when that queue
     is empty. ``delivery_ids`` limits the candidates (a creator's hook).
     """
-    unsent = or_(
-        Delivery.dispatched_at.is_(None),
-        and_(
-            Delivery.next_attempt_at.is_not(None),
-            Delivery.dispatched_at < Delivery.next_attempt_at,
+    return claim_marks(
+        session=session,
+        model=Delivery,
+        waiting_state=DeliveryState.PENDING,
+        # none sent since the current attempt fell due
+        unsent=or_(
+            Delivery.dispatched_at.is_(None),
+            and_(
+                Delivery.next_attempt_at.is_not(None),
+                Delivery.dispatched_at < Delivery.next_attempt_at,
+            ),
         ),
+        now=now,
+        redispatch_s=redispatch_s,
+        queue_depth=queue_depth,
+        ids=delivery_ids,
+        also=[_due(now)],
     )
-    condition = unsent
-    if redispatch_s is not None and not queue_depth:
-        condition = or_(unsent, Delivery.dispatched_at < now - timedelta(seconds=redispatch_s))
-    query = select(Delivery.id, Delivery.dispatched_at).where(
-        Delivery.state == DeliveryState.PENDING, _due(now), condition
-    )
-    if delivery_ids is not None:
-        query = query.where(Delivery.id.in_([int(i) for i in delivery_ids]))
-    won: list[int] = []
-    for delivery_id, seen in session.execute(query.order_by(Delivery.id)).all():
-        same = Delivery.dispatched_at.is_(None) if seen is None else Delivery.dispatched_at == seen
-        result = session.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery_id, Delivery.state == DeliveryState.PENDING, same)
-            .values(dispatched_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount == 1:
-            won.append(delivery_id)
-    return won
 
 
 def mark_delivery_dispatched(*, session: Session, delivery_id: int, due_at: datetime) -> None:

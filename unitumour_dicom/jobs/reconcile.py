@@ -19,12 +19,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from ..db import Job, JobState, Result, record_event
+from .dispatch_marks import claim_marks
 from .events import JobEvent
 
 log = logging.getLogger(__name__)
@@ -215,29 +216,19 @@ def claim_dispatches(
     message is taken to be lost only when that queue is empty, so a deep queue is not
     mistaken for lost messages. ``job_ids`` limits the candidates (a creator's hook).
 
-    Each candidate is a compare-and-set on the dispatch time the caller saw, so of several
-    processes reconciling at once (or a hook and a reconcile) exactly one sends; a message
-    sent twice anyway (a crash between send and record) finds the job claimed and is dropped.
+    Each candidate is a compare-and-set (see :mod:`.dispatch_marks`), so of several
+    processes reconciling at once (or a hook and a reconcile) exactly one sends.
     """
-    never_sent = Job.dispatched_at.is_(None)
-    condition = never_sent
-    if redispatch_s is not None and not queue_depth:
-        condition = or_(never_sent, Job.dispatched_at < now - timedelta(seconds=redispatch_s))
-    query = select(Job.id, Job.dispatched_at).where(Job.state == JobState.QUEUED, condition)
-    if job_ids is not None:
-        query = query.where(Job.id.in_([int(i) for i in job_ids]))
-    won: list[int] = []
-    for job_id, seen in session.execute(query.order_by(Job.id)).all():
-        same = Job.dispatched_at.is_(None) if seen is None else Job.dispatched_at == seen
-        result = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.state == JobState.QUEUED, same)
-            .values(dispatched_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount == 1:
-            won.append(job_id)
-    return won
+    return claim_marks(
+        session=session,
+        model=Job,
+        waiting_state=JobState.QUEUED,
+        unsent=Job.dispatched_at.is_(None),
+        now=now,
+        redispatch_s=redispatch_s,
+        queue_depth=queue_depth,
+        ids=job_ids,
+    )
 
 
 def reconcile_jobs(
