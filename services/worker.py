@@ -381,15 +381,14 @@ def _deliver(ctx: WorkerContext, delivery_id: int) -> str:
                 now=utcnow(),
             )
         state, next_at = delivery.state, delivery.next_attempt_at
-        delay = None
+        send_in = None  # a retry due soon is sent now, delayed; later ones by the reconcile
         if state == DeliveryState.PENDING and next_at is not None:
-            delay = max((next_at - utcnow()).total_seconds(), 0.0)
-            if delay <= settings.worker.reconcile_seconds * 2:
+            wait = max((next_at - utcnow()).total_seconds(), 0.0)
+            if wait <= settings.worker.reconcile_seconds * 2:
                 mark_delivery_dispatched(session=session, delivery_id=delivery_id, due_at=next_at)
-            else:
-                delay = None  # later retries are sent by the reconcile when they fall due
-    if delay is not None:
-        ctx.dispatcher.send_deliveries([delivery_id], delay_s=delay)
+                send_in = wait
+    if send_in is not None:
+        ctx.dispatcher.send_deliveries([delivery_id], delay_s=send_in)
     return f"delivery {delivery_id}: {state}"
 
 

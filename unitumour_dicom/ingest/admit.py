@@ -165,6 +165,8 @@ class Admitter:
         self, received: ReceivedFile, summary: InstanceSummary, version: int
     ) -> tuple[str, int]:
         """Move the spool file into the store; a leftover at that version moves us past it."""
+        if received.wait_durable is not None:
+            received.wait_durable()
         for candidate in range(version, version + _VERSION_ATTEMPTS):
             relpath = self.store.instance_relpath(
                 summary.study_instance_uid,
@@ -175,8 +177,6 @@ class Admitter:
             if self.store.exists(relpath):
                 log.warning("%s exists without a row (reconcile will look at it)", relpath)
                 continue
-            if received.wait_durable is not None:
-                received.wait_durable()
             try:
                 self.store.put_file(
                     received.path,
