@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import pytest
 
@@ -12,6 +14,24 @@ from unitumour_dicom.db import Job, JobState, Slide
 from unitumour_dicom.runtime import Runtime
 
 T0 = datetime(2026, 1, 5, 9, 0, 0, tzinfo=UTC)
+R = TypeVar("R")
+
+
+def race(n: int, attempt: Callable[[int], R]) -> list[R]:
+    """``attempt(i)`` for i in 0..n-1, in n threads released at once; what each returned."""
+    barrier = threading.Barrier(n)
+    results: list[R] = []
+
+    def run(i: int) -> None:
+        barrier.wait()
+        results.append(attempt(i))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ delivery consumers are away; a lost one is sent again only when the queue is emp
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -19,7 +18,7 @@ from unitumour_dicom.jobs.deliveries import (
 )
 from unitumour_dicom.runtime import Runtime
 
-from .conftest import T0
+from .conftest import T0, race
 
 pytestmark = pytest.mark.unittest
 
@@ -147,21 +146,12 @@ def test_a_sender_that_died_is_recovered_and_its_delivery_sent_again(runtime, ma
 
 def test_a_hook_and_reconciles_racing_send_a_delivery_once(runtime, make_delivery):
     delivery_id = make_delivery()
-    won: list[int] = []
-    barrier = threading.Barrier(6)
 
-    def racer() -> None:
-        barrier.wait()
+    def claim_it(_: int) -> list[int]:
         with runtime.session() as session:
-            won.extend(
-                claim_delivery_dispatches(session=session, now=T0, delivery_ids=[delivery_id])
-            )
+            return claim_delivery_dispatches(session=session, now=T0, delivery_ids=[delivery_id])
 
-    threads = [threading.Thread(target=racer) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    won = [i for ids in race(6, claim_it) for i in ids]
     assert won == [delivery_id]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -18,7 +17,7 @@ from unitumour_dicom.jobs import (
     why_not_claimable,
 )
 
-from .conftest import T0
+from .conftest import T0, race
 
 pytestmark = pytest.mark.unittest
 
@@ -71,18 +70,7 @@ def test_a_queued_job_is_claimed_once(runtime, make_job):
 def test_concurrent_claims_have_one_winner(runtime, make_job):
     """Eight threads, eight sessions, one job: the compare-and-set lets exactly one through."""
     job_id = make_job()
-    leases = []
-    barrier = threading.Barrier(8)
-
-    def racer(i: int) -> None:
-        barrier.wait()
-        leases.append(claim(runtime, job_id, worker=f"w{i}@h:{i}"))
-
-    threads = [threading.Thread(target=racer, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    leases = race(8, lambda i: claim(runtime, job_id, worker=f"w{i}@h:{i}"))
     winners = [lease for lease in leases if lease is not None]
     assert len(leases) == 8
     assert len(winners) == 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -11,7 +10,7 @@ from sqlalchemy import select
 from unitumour_dicom.db import AuditEvent, Job, JobState, Result
 from unitumour_dicom.jobs import claim_dispatches, claim_job, reconcile_jobs
 
-from .conftest import T0
+from .conftest import T0, race
 
 pytestmark = pytest.mark.unittest
 
@@ -143,19 +142,12 @@ def test_a_delayed_retry_is_not_sent_early(runtime, make_job):
 def test_a_dispatch_is_claimed_by_one_caller(runtime, make_job):
     """A creator's hook and reconciles race for a new job: exactly one of them sends it."""
     job_id = make_job()
-    won = []
-    barrier = threading.Barrier(6)
 
-    def racer() -> None:
-        barrier.wait()
+    def claim_it(_: int) -> list[int]:
         with runtime.session() as session:
-            won.extend(claim_dispatches(session=session, now=T0, job_ids=[job_id]))
+            return claim_dispatches(session=session, now=T0, job_ids=[job_id])
 
-    threads = [threading.Thread(target=racer) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    won = [i for ids in race(6, claim_it) for i in ids]
     assert won == [job_id]
 
 
