@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 from unitumour_dicom.portcheck import is_listening
+from unitumour_dicom.store.filestore import fsync_dir
 from unitumour_dicom.synthetic import PhantomSpec, load_phantom, write_phantom_slide
 
 UNITUMOUR = str(Path(sys.executable).with_name("unitumour"))
@@ -102,16 +103,15 @@ def fsync_tree(root: Path) -> float:
     """Seconds to fsync every file under ``root`` and its directories."""
     started = time.perf_counter()
     for path in sorted(root.rglob("*")):
-        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+        if path.is_dir():
+            fsync_dir(path)
+            continue
+        fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(root)
     return time.perf_counter() - started
 
 

@@ -3,10 +3,10 @@
 pynetdicom is written for clarity over throughput: its upper layer reads PDUs in 4 KiB pieces
 and copies each P-DATA-TF about six times, and both of its per-association threads poll (the
 upper-layer reactor sleeps 1 ms whenever it finds nothing to do, the association reactor 1 ms
-before every look at its message queue). On a slide sent as hundreds of small instances that
-polling alone adds a few milliseconds to every C-STORE round trip. The subclasses here keep
-pynetdicom's state machine, events and queues, and change only how data is read and how the
-threads wait: on the socket and a wake-up pipe, and on the message queue's condition.
+before every look at its message queue), so each hand-over between them, and each answer to
+the peer, may wait out a sleep. The subclasses here keep pynetdicom's state machine, events
+and queues, and change only how data is read and how the threads wait: on the socket and a
+wake-up pipe, and on the message queue's condition.
 
 They rely on pynetdicom internals (``DULServiceProvider._read_pdu_data``,
 ``_is_transport_event``, ``Association._run_reactor``): the listener's tests exercise every
