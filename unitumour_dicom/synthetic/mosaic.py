@@ -57,6 +57,8 @@ from .phantom import (
     _clear_previous,
     _level_parts,
     _LevelFrames,
+    _local,
+    _read_manifest,
     _write_single_frame,
     default_workers,
 )
@@ -676,16 +678,7 @@ def load_mosaic(out_dir: str | os.PathLike[str]) -> MosaicSlide:
     """The mosaic written into ``out_dir``, from its mosaic.json."""
     root = Path(out_dir)
     path = root / MANIFEST_NAME
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SlideError(f"{root} holds no {MANIFEST_NAME}; not a mosaic directory") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SlideError(f"{path} cannot be read: {exc}") from exc
-    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-        raise SlideError(f"{path} is not a {MANIFEST_FORMAT} manifest")
-    if data.get("format_version") != MANIFEST_VERSION:
-        raise SlideError(f"{path} has format version {data.get('format_version')!r}")
+    data = _read_manifest(path, MANIFEST_FORMAT, MANIFEST_VERSION, "mosaic")
     try:
         spec = PhantomSpec.from_dict(data["spec"])
         source = data["source"]
@@ -710,9 +703,3 @@ def load_mosaic(out_dir: str | os.PathLike[str]) -> MosaicSlide:
     if missing:
         raise SlideError(f"{root} lacks files its manifest lists: {', '.join(missing)}")
     return slide
-
-
-def _local(root: Path, name: object) -> Path:
-    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
-        raise ValueError(f"bad file name {name!r}")
-    return root / name

@@ -549,19 +549,7 @@ def load_phantom(out_dir: str | os.PathLike[str]) -> PhantomSlide:
     """
     root = Path(out_dir)
     manifest_path = root / MANIFEST_NAME
-    try:
-        data = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SlideError(f"{root} holds no {MANIFEST_NAME}; not a phantom directory") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SlideError(f"{manifest_path} cannot be read: {exc}") from exc
-    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-        raise SlideError(f"{manifest_path} is not a {MANIFEST_FORMAT} manifest")
-    if data.get("format_version") != MANIFEST_VERSION:
-        raise SlideError(
-            f"{manifest_path} has format version {data.get('format_version')!r}; "
-            f"this code reads version {MANIFEST_VERSION}"
-        )
+    data = _read_manifest(manifest_path, MANIFEST_FORMAT, MANIFEST_VERSION, "phantom")
     try:
         spec = PhantomSpec.from_dict(data["spec"])
         scene = Scene.from_dict(data["scene"])
@@ -587,6 +575,25 @@ def load_phantom(out_dir: str | os.PathLike[str]) -> PhantomSlide:
     if missing:
         raise SlideError(f"{root} lacks files its manifest lists: {', '.join(missing)}")
     return slide
+
+
+def _read_manifest(path: Path, fmt: str, version: int, kind: str) -> dict[str, Any]:
+    """The JSON object of a slide directory's manifest (phantom or mosaic), of ``fmt`` at
+    ``version``; SlideError when it is missing, unreadable or of another format or version."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SlideError(f"{path.parent} holds no {path.name}; not a {kind} directory") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SlideError(f"{path} cannot be read: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise SlideError(f"{path} is not a {fmt} manifest")
+    if data.get("format_version") != version:
+        raise SlideError(
+            f"{path} has format version {data.get('format_version')!r}; "
+            f"this code reads version {version}"
+        )
+    return data
 
 
 def _local(root: Path, name: object) -> Path:
