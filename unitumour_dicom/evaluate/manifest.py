@@ -8,7 +8,6 @@ before any training or evaluation starts, so a typo fails in a second, not after
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..csvfiles import read_csv_rows
 from ..errors import UniTumourError
 
 REQUIRED_COLUMNS = ("image", "mask", "cls", "case", "split")
@@ -42,16 +42,7 @@ def read_manifest(
 ) -> list[PairRecord]:
     """Records of ``path`` (all, or only those whose split is in ``splits``), in file order."""
     path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = reader.fieldnames or []
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ManifestError(f"cannot read manifest {path}: {exc}") from exc
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        raise ManifestError(f"manifest {path} lacks column(s) {', '.join(missing)}")
+    rows = read_csv_rows(path, REQUIRED_COLUMNS, what="manifest", error=ManifestError)
     root = path.parent
     wanted = set(splits) if splits else None
     records: list[PairRecord] = []

@@ -13,7 +13,6 @@ relative to the CSV. An optional ``segment`` column names the tumour segment num
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..csvfiles import read_csv_rows
 from ..model.checkpoint import LoadedModel
 from .manifest import ManifestError
 from .reference import check_alignment, read_reference_seg
@@ -69,16 +69,7 @@ def _is_dicom(path: Path) -> bool:
 
 def read_slide_manifest(path: Path, *, splits: Sequence[str] | None = None) -> list[SlideRecord]:
     path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = reader.fieldnames or []
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ManifestError(f"cannot read slide list {path}: {exc}") from exc
-    missing = [c for c in SLIDE_COLUMNS if c not in header]
-    if missing:
-        raise ManifestError(f"slide list {path} lacks column(s) {', '.join(missing)}")
+    rows = read_csv_rows(path, SLIDE_COLUMNS, what="slide list", error=ManifestError)
     wanted = set(splits) if splits else None
     out = []
     for line, row in enumerate(rows, start=2):

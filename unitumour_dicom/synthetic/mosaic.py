@@ -22,7 +22,6 @@ any other.
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
 import json
@@ -39,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from .. import __version__
+from ..csvfiles import read_csv_rows
 from ..errors import SlideError
 from ..slide.mask import SlideMask
 from .codecs import codec_for
@@ -187,16 +187,7 @@ def _safe_relative(root: Path, name: str, where: str) -> Path:
 
 def read_manifest_rows(manifest: Path, split: str) -> list[_Row]:
     """The rows of ``split``, checked for the columns and safe relative paths."""
-    try:
-        with manifest.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = reader.fieldnames or []
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise SlideError(f"cannot read the image manifest {manifest}: {exc}") from exc
-    missing = [c for c in MANIFEST_COLUMNS if c not in header]
-    if missing:
-        raise SlideError(f"image manifest {manifest} lacks column(s) {', '.join(missing)}")
+    rows = read_csv_rows(manifest, MANIFEST_COLUMNS, what="image manifest", error=SlideError)
     out = []
     for line, row in enumerate(rows, start=2):
         if row["split"] != split:
