@@ -91,3 +91,37 @@ def test_dice_bce_loss() -> None:
     empty = torch.zeros(2, 1, 8, 8)
     value = loss(torch.full((2, 1, 8, 8), -20.0), empty)
     assert torch.isfinite(value) and value.item() < 0.01  # all-empty batch: no division by zero
+
+
+def test_per_image_dice_weighs_a_small_tumour_like_a_large_one() -> None:
+    """Missing a small tumour entirely costs a whole image's Dice in "image" mode (as in the
+    metric), but next to nothing when the batch is pooled."""
+    target = torch.zeros(2, 1, 16, 16)
+    target[0, :, :, :14] = 1  # large tumour (224 px), predicted perfectly
+    target[1, :, :4, :4] = 1  # small tumour (16 px), missed
+    logits = (target * 2 - 1) * 20
+    logits[1] = -20.0
+    batch = DiceBCELoss(bce_weight=0.0, mode="batch")(logits, target).item()
+    image = DiceBCELoss(bce_weight=0.0, mode="image")(logits, target).item()
+    assert batch < 0.05
+    assert image == pytest.approx(0.5 * (1 - 1 / 17), abs=0.01)  # smooth 1 over 16 px
+
+
+def test_per_image_dice_skips_tumour_free_images() -> None:
+    loss = DiceBCELoss(mode="image")
+    target = torch.zeros(2, 1, 8, 8)
+    target[0, :, :4] = 1
+    logits = (target * 2 - 1) * 20
+    # A false positive on the tumour-free image costs cross-entropy, not Dice.
+    noisy = logits.clone()
+    noisy[1, :, 0, 0] = 20.0
+    assert loss(logits, target).item() < 0.01
+    assert 0.01 < loss(noisy, target).item() < 0.5
+    empty = torch.zeros(2, 1, 8, 8)
+    value = loss(torch.full((2, 1, 8, 8), -20.0), empty)
+    assert torch.isfinite(value) and value.item() < 0.01
+
+
+def test_dice_mode_is_checked() -> None:
+    with pytest.raises(ValueError, match="Dice mode"):
+        DiceBCELoss(mode="pixel")  # type: ignore[arg-type]

@@ -89,16 +89,23 @@ def test_train_writes_a_verified_checkpoint_with_a_complete_card(
 def test_same_seed_same_weights_other_seed_other_weights(
     tiny_manifest: Path, tmp_path: Path
 ) -> None:
-    digests = []
-    for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):
+    digests, recipes = [], []
+    runs = (("a", "0"), ("b", "0"), ("c", "1"), ("d", "0", "--dice-mode", "image"))
+    for name, seed, *extra in runs:
         out = tmp_path / f"{name}.safetensors"
         result = runner.invoke(
-            app, _args(tiny_manifest, out, "--seed", seed, "--epochs", "1", "--test-split", "")
+            app,
+            _args(tiny_manifest, out, "--seed", seed, "--epochs", "1", "--test-split", "", *extra),
         )
         assert result.exit_code == 0, result.output
-        digests.append(load_model(out, device="cpu").card.weights_sha256)
+        card = load_model(out, device="cpu").card
+        digests.append(card.weights_sha256)
+        recipes.append(card.training["recipe"])
     assert digests[0] == digests[1]
     assert digests[0] != digests[2]
+    # The loss's pooling changes the weights and is recorded, so the run can be repeated.
+    assert digests[0] != digests[3]
+    assert [r["dice_mode"] for r in recipes] == ["batch", "batch", "batch", "image"]
 
 
 def test_workers_do_not_change_the_result(tiny_manifest: Path, tmp_path: Path) -> None:
@@ -128,6 +135,10 @@ def test_bad_inputs_are_clear_errors(tiny_manifest: Path, tmp_path: Path) -> Non
         app, _args(tiny_manifest, tmp_path / "x.safetensors", "--batch-size", "100")
     )
     assert result.exit_code == 2 and "full batch" in result.output
+    result = runner.invoke(
+        app, _args(tiny_manifest, tmp_path / "x.safetensors", "--dice-mode", "pixel")
+    )
+    assert result.exit_code == 2 and "pixel" in result.output
 
 
 @pytest.mark.integration

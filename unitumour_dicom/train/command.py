@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,11 @@ from ..errors import UniTumourError
 from .trainer import TrainConfig, command_line, train
 
 _defaults = TrainConfig(out=Path("model.safetensors"))
+
+
+class _DiceModeChoice(StrEnum):
+    batch = "batch"
+    image = "image"
 
 
 def train_command(
@@ -37,6 +43,12 @@ def train_command(
     batch_size: Annotated[int, typer.Option(min=1, help="Per process.")] = _defaults.batch_size,
     lr: Annotated[float, typer.Option(min=0)] = _defaults.lr,
     weight_decay: Annotated[float, typer.Option(min=0)] = _defaults.weight_decay,
+    dice_mode: Annotated[
+        _DiceModeChoice,
+        typer.Option(
+            help="Pool the Dice loss over the batch, or per tumour-bearing image as the metric."
+        ),
+    ] = _DiceModeChoice(_defaults.dice_mode),
     mpp: Annotated[
         float, typer.Option(help="Model pixel size, µm/px (images with an mpp are resampled).")
     ] = _defaults.mpp,
@@ -98,6 +110,7 @@ def train_command(
         batch_size=batch_size,
         lr=lr,
         weight_decay=weight_decay,
+        dice_mode=dice_mode.value,  # type: ignore[arg-type]
         seed=seed,
         device=device,
         amp=amp,

@@ -48,7 +48,7 @@ from ..model.device import select_device
 from ..model.network import build_network, count_parameters
 from ..model.postprocess import postprocess_probability
 from .augment import AugmentConfig, augment_pair
-from .loss import DiceBCELoss
+from .loss import DiceBCELoss, DiceMode
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,7 @@ class TrainConfig:
     ema_decay: float = 0.99
     dice_weight: float = 1.0
     bce_weight: float = 1.0
+    dice_mode: DiceMode = "batch"  # "image": the metric's weighting (see train.loss)
     seed: int = 2
     device: str = "auto"
     amp: bool = True
@@ -457,7 +458,7 @@ def train(config: TrainConfig, *, progress: Callable[[str], None] | None = None)
     warmup = max(1, round(config.warmup_epochs * steps_per_epoch))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_lambda(total_steps, warmup))
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    loss_fn = DiceBCELoss(config.dice_weight, config.bce_weight)
+    loss_fn = DiceBCELoss(config.dice_weight, config.bce_weight, mode=config.dice_mode)
     mean_t = torch.tensor(normalisation["mean"], device=device).view(1, 3, 1, 1)
     std_t = torch.tensor(normalisation["std"], device=device).view(1, 3, 1, 1)
 
