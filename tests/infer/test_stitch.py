@@ -83,3 +83,16 @@ def test_band_memory_does_not_depend_on_raster_height():
     small = BandStitcher(TileGrid((100, 1000), 64, 16), np.zeros((100, 1000), np.uint8))
     tall = BandStitcher(TileGrid((10000, 1000), 64, 16), np.zeros((10000, 1000), np.uint8))
     assert small.nbytes == tall.nbytes < 100 * 1000 * 4 * 2
+
+
+def test_finishing_frees_the_band():
+    """The band is only needed while tiles arrive; post-processing runs after ``finish``."""
+    grid = TileGrid((200, 300), 64, 16)
+    out = np.zeros((200, 300), np.uint8)
+    stitcher = BandStitcher(grid, out)
+    assert stitcher.nbytes > 64 * 300 * 4
+    stitcher.add(grid.tile(0, 0), np.ones((96, 96), np.float32))
+    assert stitcher.finish() is out
+    assert stitcher.nbytes == 0
+    assert (out[:64, :64] == 255).all() and (out[:, 96:] == 0).all()
+    assert stitcher.finish() is out  # again: nothing more to write

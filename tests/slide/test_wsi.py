@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,28 @@ def test_levels_sizes_and_uids(tmp_path: Path):
         assert slide.series_instance_uid == ds.SeriesInstanceUID
         assert len(slide.instance_uids) == 3
         assert slide.grid_shape(0.92) == (218, 327)  # ceil(200 / 0.92), ceil(300 / 0.92)
+
+
+def test_no_frame_stays_in_memory_once_the_reader_is_released(tmp_path: Path):
+    """Frames are kept once, by the reader, and only until it is released: wsidicom's own
+    caches (100 MB each by default) would hold a second copy for as long as the slide is
+    open, through post-processing and SEG writing."""
+    paths = write_wsi(tmp_path, scene(800, 1200), mpp=0.5, factors=(1,), tile=64)
+    with open_slide(paths) as slide:
+        level = slide.levels[0]
+        level_bytes = level.size[0] * level.size[1] * 3
+        tracemalloc.start()
+        try:
+            reader = slide.reader(level, level.mpp)
+            pixels = reader.read(0, 0, level.size[1], level.size[0])
+            del pixels
+            held, _ = tracemalloc.get_traced_memory()
+            reader.release()
+            released, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert held > 0.9 * level_bytes  # the reader's frames, for neighbouring tiles
+    assert released < 0.05 * level_bytes
 
 
 @pytest.mark.parametrize("target", [0.5, 0.92, 1.0, 1.3, 2.0, 3.7])

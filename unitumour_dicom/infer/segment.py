@@ -181,6 +181,9 @@ def segment_slide(
         drain(in_flight)
     with times.measure("stitch"):
         stitcher.finish()
+    # What only the tile loop needed (blending band, decoded frames) grows with the slide's
+    # width; freed here, it does not add to post-processing's peak, the largest of the run.
+    reader.release()
 
     with times.measure("postprocess"):
         tumour = tumour_mask(probability, tissue, mpp, PostprocessParams.from_card(card))

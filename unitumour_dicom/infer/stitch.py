@@ -65,12 +65,15 @@ class BandStitcher:
         self._dirty = True
 
     def finish(self) -> np.ndarray:
-        """Write out everything still held; returns ``out``."""
+        """Write out everything still held and free the band (post-processing, which runs
+        next, should not find it still allocated); returns ``out``."""
         if not self._finished:
             while self._row < self.grid.rows:
                 self._advance()
             self._flush(2 * self.grid.overlap)
             self._finished = True
+            self._sum = np.zeros((0, 0), np.float32)
+            self._columns = self._columns_before = np.zeros(0, np.float32)
         return self.out
 
     def _advance(self) -> None:

@@ -82,6 +82,10 @@ class _FrameCache:
                 raise
         return future.result()
 
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
 
 class LevelReader:
     """Reads any rectangle of a target grid (pixel size ``target_mpp``, origin at the slide's
@@ -156,6 +160,10 @@ class LevelReader:
                 f"{pixels.dtype} {pixels.shape}, not uint8 {expected}"
             )
         return pixels
+
+    def release(self) -> None:
+        """Drop the decoded frames kept for reuse (once no more regions will be read)."""
+        self._cache.clear()
 
     def frame(self, column: int, row: int) -> np.ndarray | None:
         """Decoded frame (shared, read-only), or None for a frame a sparse level omits."""

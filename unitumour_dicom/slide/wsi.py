@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -21,6 +22,7 @@ import numpy as np
 from pydicom import dcmread
 from pydicom.uid import VLWholeSlideMicroscopyImageStorage
 from wsidicom import WsiDicom
+from wsidicom.config import get_settings
 from wsidicom.geometry import Point
 
 from ..errors import SlideError
@@ -340,6 +342,17 @@ def _check_header(path: Path) -> bool:
     return True
 
 
+def _uncached_settings() -> Any:
+    """wsidicom's settings in effect, with its frame caches off.
+
+    wsidicom keeps up to 100 MB of encoded and 100 MB of decoded frames per open slide. Every
+    frame here goes through ``LevelReader``, which decodes it itself and keeps a bounded LRU
+    of the decoded frames that neighbouring tiles share; a second copy of what was read would
+    only make a worker's memory grow with the slide's size (up to those bounds) for nothing.
+    """
+    return replace(get_settings(), encoded_frame_cache_size=0, decoded_frame_cache_size=0)
+
+
 def open_slide(paths: Sequence[Path] | Sequence[str]) -> WsiSlide:
     """Open the instances of one series as a whole-slide image.
 
@@ -367,7 +380,7 @@ def open_slide(paths: Sequence[Path] | Sequence[str]) -> WsiSlide:
             f"({VLWholeSlideMicroscopyImageStorage})"
         )
     try:
-        wsi = WsiDicom.open(files)
+        wsi = WsiDicom.open(files, settings=_uncached_settings())
     except Exception as exc:  # wsidicom raises many kinds; all mean the series is unusable
         raise SlideError(f"cannot open the series as a whole-slide image: {exc}") from exc
     try:
