@@ -127,6 +127,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # The embedded transport has no fanout exchange for remote control across processes.
         "worker_enable_remote_control": not embedded,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # After a broker restart Celery cuts the prefetch to what the pool was not running and
+        # raises it again only as messages are acknowledged; a message received on a channel
+        # that then dies is never acknowledged, and the delivery pool was seen to stop taking
+        # anything (celery#9512 is the per-consumer-QoS form). Deliveries are claimed in SQL,
+        # so taking the full prefetch at once costs nothing.
+        "worker_enable_prefetch_count_reduction": False,
         "broker_pool_limit": 4,
     }
 

@@ -71,6 +71,7 @@ def test_the_configuration_keeps_state_in_sql_and_messages_until_done(tmp_path):
     assert conf["broker_transport_options"]["visibility_timeout"] == 3600.0
     assert conf["task_routes"][SEGMENT_TASK]["queue"] == SEGMENTATION_QUEUE
     assert conf["broker_connection_max_retries"] is None
+    assert conf["worker_enable_prefetch_count_reduction"] is False
     embedded = celery_config(load_settings(data_dir=tmp_path))
     assert embedded["broker_url"] == f"unitumour-sqla+sqlite:///{tmp_path / 'broker.sqlite'}"
     assert embedded["worker_enable_remote_control"] is False
