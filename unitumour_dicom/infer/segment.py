@@ -181,8 +181,8 @@ def segment_slide(
         drain(in_flight)
     with times.measure("stitch"):
         stitcher.finish()
-    # What only the tile loop needed (blending band, decoded frames) grows with the slide's
-    # width; freed here, it does not add to post-processing's peak, the largest of the run.
+    # What only the tile loop needed (the band, freed by finish; the decoded frames, here) must
+    # not stack on the tumour mask and the temporaries post-processing allocates next.
     reader.release()
 
     with times.measure("postprocess"):
