@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydicom import dcmread
+from pydicom import Dataset, dcmread
 from pydicom.uid import CTImageStorage, generate_uid
 
 from unitumour_dicom.errors import InvalidInstanceError
@@ -239,15 +239,38 @@ def test_a_data_set_of_another_class_is_refused(phantom, tmp_path):
     assert refused(bad, command_class=CTImageStorage).status == StoreStatus.SOP_CLASS_NOT_SUPPORTED
 
 
+def _huge_columns_few_rows(ds: Dataset) -> None:
+    ds.TotalPixelMatrixColumns = 4294967295  # the UL maximum
+    ds.TotalPixelMatrixRows = 9
+
+
+def _frame_columns_as_ul(ds: Dataset) -> None:
+    # Columns is US; a hostile writer encodes it as UL to get past 65535
+    del ds.Columns
+    ds.add_new(0x00280011, "UL", 4294967295)
+
+
 @pytest.mark.parametrize(
     ("change", "limit", "words"),
     [
         (
             lambda ds: setattr(ds, "TotalPixelMatrixColumns", 4_000_000_000),
             {},
-            "total pixel matrix",
+            "TotalPixelMatrixColumns 4000000000 exceeds",
         ),
-        (lambda ds: None, {"max_frames": 4}, "frames exceed"),
+        # one absurd dimension whose product with the other stays under max_total_pixels
+        (_huge_columns_few_rows, {}, "TotalPixelMatrixColumns 4294967295 exceeds"),
+        (_frame_columns_as_ul, {}, "Columns 4294967295 exceeds"),
+        (lambda ds: setattr(ds, "NumberOfOpticalPaths", 100_000), {}, "NumberOfOpticalPaths"),
+        (
+            lambda ds: setattr(ds, "TotalPixelMatrixFocalPlanes", 100_000),
+            {},
+            "TotalPixelMatrixFocalPlanes",
+        ),
+        (lambda ds: None, {"max_matrix_dimension": 512}, "TotalPixelMatrixColumns 1024"),
+        (lambda ds: None, {"max_frame_dimension": 128}, "Rows 256 exceeds"),
+        (lambda ds: None, {"max_total_pixels": 1024 * 700}, "total pixel matrix"),
+        (lambda ds: None, {"max_frames": 4}, "NumberOfFrames 12 exceeds the limit of 4"),
         (lambda ds: None, {"max_frame_pixels": 128 * 128}, "frames of 256x256"),
     ],
 )

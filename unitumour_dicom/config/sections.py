@@ -130,11 +130,36 @@ class ListenerSettings(Section):
     quiet_seconds: float = Field(
         default=30.0, gt=0, description="A series settles this long after its last instance."
     )
-    max_associations: int = Field(default=16, ge=1, description="Concurrent associations.")
+    max_associations: int = Field(
+        default=16,
+        ge=1,
+        description="Concurrent associations (connections whose association request arrived).",
+    )
+    max_pending_connections: int = Field(
+        default=128,
+        ge=1,
+        description=(
+            "Connections waiting to send their association request; beyond it the one waiting "
+            "longest is dropped, so idle connections never lock senders out."
+        ),
+    )
+    max_connections_per_host: int = Field(
+        default=8, ge=1, description="Concurrent connections from one IP address."
+    )
     max_pdu_bytes: int = Field(
         default=131072,
-        ge=0,
-        description="Largest PDU we receive (0: unlimited); 128 KiB was fastest.",
+        ge=4096,
+        le=64 * 1024 * 1024,
+        description=(
+            "Largest P-DATA PDU we receive (announced to peers; longer ones abort the "
+            "association); 128 KiB was fastest."
+        ),
+    )
+    max_association_request_bytes: int = Field(
+        default=256 * 1024,
+        ge=4096,
+        le=16 * 1024 * 1024,
+        description="Largest A-ASSOCIATE-RQ PDU we read; longer ones are aborted unread.",
     )
     max_instance_bytes: int = Field(
         default=8 * 1024**3, ge=1, description="Larger instances are refused (status 0xA700)."
@@ -143,7 +168,12 @@ class ListenerSettings(Section):
         default=200_000 * 200_000, ge=1, description="Refuse levels larger than this."
     )
     network_timeout_s: float = Field(
-        default=60.0, gt=0, description="A silent peer is dropped after this long."
+        default=60.0,
+        gt=0,
+        description=(
+            "Once associated: a silent peer, a PDU not whole, or a send not taken is dropped "
+            "after this long."
+        ),
     )
     tls: TLSSettings = Field(default_factory=TLSSettings)
     max_frames: int = Field(
@@ -154,8 +184,27 @@ class ListenerSettings(Section):
         ge=1,
         description="Refuse frames (tiles) of more pixels than this (Rows x Columns).",
     )
+    max_frame_dimension: int = Field(
+        default=16384, ge=1, description="Refuse frames wider or taller than this (Rows, Columns)."
+    )
+    max_matrix_dimension: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Refuse a total pixel matrix wider or taller than this (10 cm at 0.1 um/px).",
+    )
+    max_optical_paths: int = Field(
+        default=64, ge=1, description="Refuse instances with more optical paths than this."
+    )
+    max_focal_planes: int = Field(
+        default=256, ge=1, description="Refuse instances with more focal planes than this."
+    )
     acse_timeout_s: float = Field(
-        default=30.0, gt=0, description="Wait for an association request or release this long."
+        default=30.0,
+        gt=0,
+        description=(
+            "Before an association: the TLS handshake and the whole association request must "
+            "arrive within this; also the wait for a release."
+        ),
     )
     settle_interval_s: float = Field(
         default=1.0, gt=0, description="How often the listener looks for slides to settle."

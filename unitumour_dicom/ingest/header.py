@@ -21,7 +21,7 @@ from typing import BinaryIO
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.filereader import read_file_meta_info
+from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
@@ -36,6 +36,55 @@ _SEQUENCE_DELIMITER = 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
 _PIXEL_DATA_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
 _INFLATE_CHUNK = 1 << 20
+#: Longest element value read while parsing a header; longer ones stay on disk (deferred).
+MAX_HEADER_VALUE_BYTES = 1 << 20
+
+
+#: What pydicom may raise on bytes it cannot parse; every one of them is the sender's fault
+#: (an unknown VR raises NotImplementedError, a bad length struct.error or OverflowError).
+_PARSE_ERRORS = (
+    InvalidDicomError,
+    EOFError,
+    ValueError,
+    KeyError,
+    TypeError,
+    IndexError,
+    AttributeError,
+    NotImplementedError,
+    OverflowError,
+    struct.error,
+    UnicodeError,
+)
+
+
+class BoundedReader:
+    """A read-only file whose reads never ask for more than the file still holds.
+
+    pydicom reads an element value with ``fp.read(length)``, and a buffered file allocates the
+    ``length`` asked for before it finds out how much there is: a 73 KB file whose header
+    claims a 2 GiB value makes a 2 GiB allocation. Capping each read at what remains turns the
+    lie into a short read, which pydicom reports as the truncation it is.
+    """
+
+    def __init__(self, raw: BinaryIO, size: int) -> None:
+        self._raw = raw
+        self._size = size
+        self.name = getattr(raw, "name", None)
+
+    def read(self, n: int | None = -1) -> bytes:
+        remaining = max(0, self._size - self._raw.tell())
+        if n is None or n < 0 or n > remaining:
+            n = remaining
+        return self._raw.read(n)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def close(self) -> None:
+        """The caller owns the underlying file."""
 
 
 @dataclass(frozen=True)
@@ -176,11 +225,14 @@ def read_instance_header(
     """
     try:
         file_size = path.stat().st_size
-        try:
-            meta = read_file_meta_info(path)
-        except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError) as exc:
-            raise _cannot_understand(f"no readable File Meta Information: {exc}") from exc
-        transfer_syntax = UID(str(meta.get("TransferSyntaxUID", "")))
+        with open(path, "rb") as raw:
+            try:
+                fh = BoundedReader(raw, file_size)
+                read_preamble(fh, False)  # type: ignore[arg-type]
+                meta = _read_file_meta_info(fh)  # type: ignore[arg-type]
+                transfer_syntax = UID(str(meta.get("TransferSyntaxUID", "")))
+            except _PARSE_ERRORS as exc:
+                raise _cannot_understand(f"no readable File Meta Information: {exc}") from exc
         if not transfer_syntax.is_transfer_syntax:
             raise _cannot_understand(f"unknown transfer syntax {transfer_syntax!r}")
         if transfer_syntax == DEFLATED:
@@ -193,18 +245,25 @@ def read_instance_header(
             finally:
                 scratch.unlink(missing_ok=True)
             return InstanceHeader(inflated.dataset, transfer_syntax, inflated.pixel_data, file_size)
-        with open(path, "rb") as fh:
+        with open(path, "rb") as raw:
+            fh = BoundedReader(raw, file_size)
             try:
-                dataset = dcmread(fh, stop_before_pixels=True)
-            except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError) as exc:
+                # A value longer than MAX_HEADER_VALUE_BYTES is skipped, not read: a length
+                # field is the sender's word, and a 4 GiB one must not become a 4 GiB read.
+                dataset = dcmread(
+                    fh,  # type: ignore[arg-type]
+                    stop_before_pixels=True,
+                    defer_size=MAX_HEADER_VALUE_BYTES,
+                )
+            except _PARSE_ERRORS as exc:
                 raise _cannot_understand(f"not a readable DICOM data set: {exc}") from exc
             position = fh.tell()
             pixel_data = None
             if position + 4 <= file_size:
-                group, element = struct.unpack("<HH", _read_exact(fh, 4, "a tag"))
+                group, element = struct.unpack("<HH", _read_exact(raw, 4, "a tag"))
                 if ((group << 16) | element) in _PIXEL_DATA_TAGS:
                     pixel_data = _measure_pixel_data(
-                        fh,
+                        raw,
                         offset=position,
                         implicit_vr=transfer_syntax.is_implicit_VR,
                         file_size=file_size,

@@ -37,6 +37,10 @@ class InstanceLimits:
     max_total_pixels: int
     max_frames: int
     max_frame_pixels: int
+    max_frame_dimension: int = 16384
+    max_matrix_dimension: int = 1_000_000
+    max_optical_paths: int = 64
+    max_focal_planes: int = 256
 
     @classmethod
     def from_settings(cls, settings: ListenerSettings) -> InstanceLimits:
@@ -45,7 +49,29 @@ class InstanceLimits:
             max_total_pixels=settings.max_total_pixels,
             max_frames=settings.max_frames,
             max_frame_pixels=settings.max_frame_pixels,
+            max_frame_dimension=settings.max_frame_dimension,
+            max_matrix_dimension=settings.max_matrix_dimension,
+            max_optical_paths=settings.max_optical_paths,
+            max_focal_planes=settings.max_focal_planes,
         )
+
+    def check(self, keyword: str, value: int) -> int:
+        """Refuse (0xA700) a dimension or count over its own limit; returns ``value``."""
+        limit = {
+            "Rows": self.max_frame_dimension,
+            "Columns": self.max_frame_dimension,
+            "NumberOfFrames": self.max_frames,
+            "TotalPixelMatrixRows": self.max_matrix_dimension,
+            "TotalPixelMatrixColumns": self.max_matrix_dimension,
+            "NumberOfOpticalPaths": self.max_optical_paths,
+            "TotalPixelMatrixFocalPlanes": self.max_focal_planes,
+        }[keyword]
+        if value > limit:
+            raise InvalidInstanceError(
+                f"{keyword} {value} exceeds the limit of {limit}",
+                int(StoreStatus.OUT_OF_RESOURCES),
+            )
+        return value
 
 
 @dataclass(frozen=True)
@@ -127,6 +153,11 @@ def _positive_int(ds: Dataset, keyword: str) -> int:
     return number
 
 
+def _optional_count(ds: Dataset, keyword: str) -> int:
+    """A count that defaults to 1 when absent (focal planes, optical paths)."""
+    return 1 if _get(ds, keyword) is None else _positive_int(ds, keyword)
+
+
 def _first_item(ds: Dataset | None, keyword: str) -> Dataset | None:
     if ds is None:
         return None
@@ -180,6 +211,8 @@ def _check_pixel_data(header: InstanceHeader, ds: Dataset, frames: int) -> None:
     columns = _positive_int(ds, "Columns")
     samples = _positive_int(ds, "SamplesPerPixel")
     bits = _positive_int(ds, "BitsAllocated")
+    if samples > 4 or bits > 64:
+        raise _mismatch(f"SamplesPerPixel {samples} / BitsAllocated {bits} out of range")
     expected = math.ceil(rows * columns * samples * bits * frames / 8)
     if info.length not in (expected, expected + (expected % 2)):
         raise _invalid(
@@ -204,11 +237,18 @@ def _check_wsi(header: InstanceHeader, ds: Dataset, limits: InstanceLimits) -> t
             f"ImageType {joined!r}: value 3 must be one of {', '.join(WSI_IMAGE_FLAVORS)}"
         )
     flavor = values[2]
-    rows = _positive_int(ds, "Rows")
-    columns = _positive_int(ds, "Columns")
-    frames = _positive_int(ds, "NumberOfFrames")
-    total_columns = _positive_int(ds, "TotalPixelMatrixColumns")
-    total_rows = _positive_int(ds, "TotalPixelMatrixRows")
+    # each dimension and count on its own first: a product can hide one absurd factor
+    rows = limits.check("Rows", _positive_int(ds, "Rows"))
+    columns = limits.check("Columns", _positive_int(ds, "Columns"))
+    frames = limits.check("NumberOfFrames", _positive_int(ds, "NumberOfFrames"))
+    total_columns = limits.check(
+        "TotalPixelMatrixColumns", _positive_int(ds, "TotalPixelMatrixColumns")
+    )
+    total_rows = limits.check("TotalPixelMatrixRows", _positive_int(ds, "TotalPixelMatrixRows"))
+    planes = limits.check(
+        "TotalPixelMatrixFocalPlanes", _optional_count(ds, "TotalPixelMatrixFocalPlanes")
+    )
+    paths = limits.check("NumberOfOpticalPaths", _optional_count(ds, "NumberOfOpticalPaths"))
     samples = _positive_int(ds, "SamplesPerPixel")
     if samples not in (1, 3):
         raise _mismatch(f"SamplesPerPixel is {samples}; a slide has 1 or 3")
@@ -227,11 +267,6 @@ def _check_wsi(header: InstanceHeader, ds: Dataset, limits: InstanceLimits) -> t
         raise _invalid(
             f"total pixel matrix {total_columns}x{total_rows} exceeds the limit of "
             f"{limits.max_total_pixels} pixels",
-            StoreStatus.OUT_OF_RESOURCES,
-        )
-    if frames > limits.max_frames:
-        raise _invalid(
-            f"{frames} frames exceed the limit of {limits.max_frames}",
             StoreStatus.OUT_OF_RESOURCES,
         )
 
@@ -253,8 +288,6 @@ def _check_wsi(header: InstanceHeader, ds: Dataset, limits: InstanceLimits) -> t
         if _first_item(per_frame[0], "PlanePositionSlideSequence") is None:
             raise _mismatch("TILED_SPARSE frames lack PlanePositionSlideSequence")
     elif organization in (None, "TILED_FULL"):
-        planes = int(_get(ds, "TotalPixelMatrixFocalPlanes") or 1)
-        paths = int(_get(ds, "NumberOfOpticalPaths") or 1)
         tiles = math.ceil(total_columns / columns) * math.ceil(total_rows / rows)
         if frames > tiles * planes * paths:
             raise _mismatch(
@@ -312,7 +345,10 @@ def validate_instance(
     if is_wsi:
         image_type, flavor = _check_wsi(header, ds, limits)
     elif header.pixel_data is not None and _get(ds, "Rows") is not None:
-        _check_pixel_data(header, ds, int(_get(ds, "NumberOfFrames") or 1))
+        limits.check("Rows", _positive_int(ds, "Rows"))
+        limits.check("Columns", _positive_int(ds, "Columns"))
+        frames = limits.check("NumberOfFrames", _optional_count(ds, "NumberOfFrames"))
+        _check_pixel_data(header, ds, frames)
 
     def _int_or_none(keyword: str) -> int | None:
         value = _get(ds, keyword)
