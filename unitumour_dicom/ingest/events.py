@@ -19,6 +19,9 @@ class IngestEvent(StrEnum):
     ASSOCIATION_REJECTED = "association.rejected"
     #: The peer aborted, or the connection dropped, before a release.
     ASSOCIATION_ABORTED = "association.aborted"
+    #: We ended a connection: over a connection limit, past a read deadline, or a protocol
+    #: violation (a PDU longer than allowed, a runaway command set). Rate-limited per address.
+    CONNECTION_DROPPED = "connection.dropped"
 
     #: An instance was stored durably and recorded; success was answered.
     INSTANCE_STORED = "instance.stored"

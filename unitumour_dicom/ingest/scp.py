@@ -30,13 +30,20 @@ from . import logcontext
 from .admit import Admitter, ReceivedFile, Sender, record_refusal
 from .contexts import storage_sop_classes, supported_contexts
 from .events import IngestEvent
+from .guard import AuditThrottle, ConnectionGuard, ConnectionTicket, GuardLimits
 from .header import read_instance_header
 from .policy import AdmissionDecision, AdmissionPolicy
 from .spool import SpoolDirectory, SpoolFile, install_spool_factory, uninstall_spool_factory
-from .status import TEMPORARY_CONGESTION, StoreStatus, describe_rejection
+from .status import (
+    LOCAL_LIMIT_EXCEEDED,
+    TEMPORARY_CONGESTION,
+    StoreStatus,
+    describe_rejection,
+)
 from .tls import certificate_subject, server_ssl_context
 from .transport import ListenerRequestHandler, ListenerServer
 from .validate import InstanceLimits, validate_instance
+from .wire import PduLimits
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +91,15 @@ class StorageSCP:
         self._states_lock = threading.Lock()
         self._stopping = False
         self._server: ListenerServer | None = None
+        self.guard = ConnectionGuard(
+            GuardLimits(
+                max_associations=self.settings.max_associations,
+                max_pending=self.settings.max_pending_connections,
+                max_per_host=self.settings.max_connections_per_host,
+            ),
+            on_dropped=self._on_connection_dropped,
+        )
+        self._audit_throttle = AuditThrottle()
         self._server_thread: threading.Thread | None = None
         self.ae = self._make_ae()
 
@@ -91,7 +107,9 @@ class StorageSCP:
     def _make_ae(self) -> AE:
         s = self.settings
         ae = AE(ae_title=s.ae_title)
-        ae.maximum_associations = s.max_associations
+        # The guard counts associations itself, over connections whose request arrived;
+        # pynetdicom's own count includes idle connections, so it must never bite first.
+        ae.maximum_associations = s.max_associations + s.max_pending_connections + 1
         ae.maximum_pdu_size = s.max_pdu_bytes
         ae.network_timeout = s.network_timeout_s
         ae.acse_timeout = s.acse_timeout_s
@@ -137,7 +155,9 @@ class StorageSCP:
         )
         assert isinstance(server, ListenerServer)
         server.on_tls_failure = self._on_tls_failure
-        server.handshake_timeout_s = self.settings.network_timeout_s
+        server.handshake_timeout_s = self.settings.acse_timeout_s  # not associated yet
+        server.guard = self.guard
+        server.pdu_limits = PduLimits.from_settings(self.settings)
         self.ae._servers.append(server)  # as AE.start_server does, so AE.shutdown finds it
         self._server = server
         self._server_thread = threading.Thread(
@@ -170,6 +190,7 @@ class StorageSCP:
             log.warning("aborting %d association(s) still open after %.0f s", len(remaining), grace)
             for assoc in remaining:
                 assoc.abort()
+        self.guard.drop_all()  # connections that never associated have nothing in flight
         for assoc in list(self._states):
             self._finish(assoc)
         uninstall_spool_factory(self.ae)
@@ -196,6 +217,13 @@ class StorageSCP:
             decision = AdmissionDecision(
                 False, "the listener is shutting down", TEMPORARY_CONGESTION
             )
+        ticket = getattr(assoc, "guard_ticket", None)
+        if decision.accepted and ticket is not None and not self.guard.try_associate(ticket):
+            decision = AdmissionDecision(
+                False,
+                f"local-limit-exceeded: {self.settings.max_associations} associations in use",
+                LOCAL_LIMIT_EXCEEDED,
+            )
         state = _AssociationState(
             calling_ae=calling,
             peer_host=host,
@@ -217,6 +245,8 @@ class StorageSCP:
         logcontext.association_id.set(state.id)
         with self._states_lock:
             self._states[assoc] = state
+        if ticket is not None:
+            ticket.association_id, ticket.calling_ae = state.id, calling
         if state.rejected:
             rejection = state.decision.rejection
             assert rejection is not None
@@ -350,7 +380,39 @@ class StorageSCP:
             state.aborted = True
 
     def _on_conn_close(self, event: Any) -> None:
-        self._finish(event.assoc)
+        assoc = event.assoc
+        if assoc.requestor.primitive is None:
+            # Closed before its association request: wake the association thread, which
+            # would otherwise wait out the ACSE timeout for a request that cannot come.
+            assoc.dul.to_user_queue.put(None)
+        self._finish(assoc)
+        self.guard.close(getattr(assoc, "guard_ticket", None))
+
+    def _on_connection_dropped(self, ticket: ConnectionTicket) -> None:
+        """Audit a connection we ended (a limit, a deadline, a protocol violation)."""
+        reason = ticket.reason or "dropped"
+        kind = reason.split(":", 1)[0]
+        folded = self._audit_throttle.admit(ticket.host, kind)
+        if folded is None:
+            return
+        try:
+            with self.runtime.session() as session:
+                record_event(
+                    session=session,
+                    event=IngestEvent.CONNECTION_DROPPED,
+                    message=f"connection from {ticket.host}:{ticket.port} dropped: {reason}",
+                    actor=(ticket.calling_ae or ACTOR)[:128],
+                    association_id=ticket.association_id,
+                    details={
+                        "peer_host": ticket.host,
+                        "peer_port": ticket.port,
+                        "reason": reason,
+                        "associated": ticket.associated,
+                        "similar_not_recorded": folded,
+                    },
+                )
+        except SQLAlchemyError:
+            log.exception("cannot audit the dropped connection from %s", ticket.host)
 
     def _on_tls_failure(self, client_address: tuple[str, int], exc: Exception) -> None:
         host, port = str(client_address[0]), int(client_address[1])
@@ -418,7 +480,10 @@ class StorageSCP:
             )
         if state.id is None or state.rejected:
             return
-        final = AssociationState.RELEASED if state.released else AssociationState.ABORTED
+        released = state.released or bool(getattr(assoc, "release_answered", False))
+        final = AssociationState.RELEASED if released else AssociationState.ABORTED
+        ticket = getattr(assoc, "guard_ticket", None)
+        dropped_for = ticket.reason if ticket is not None else None
         try:
             with self.runtime.session() as session:
                 session.execute(
@@ -432,6 +497,7 @@ class StorageSCP:
                         event=IngestEvent.ASSOCIATION_ABORTED,
                         message=(
                             f"association from {state.calling_ae!r} ended without a release"
+                            + (f" (dropped: {dropped_for})" if dropped_for else "")
                             + (
                                 f"; {len(leftovers)} incomplete transfer(s) dropped"
                                 if leftovers
@@ -440,7 +506,10 @@ class StorageSCP:
                         ),
                         actor=state.calling_ae[:128] or ACTOR,
                         association_id=state.id,
-                        details={"incomplete_transfers": len(leftovers)},
+                        details={
+                            "incomplete_transfers": len(leftovers),
+                            "dropped_for": dropped_for,
+                        },
                     )
         except SQLAlchemyError:
             log.exception("cannot close association %s in the database", state.id)

@@ -8,6 +8,10 @@ the peer, may wait out a sleep. The subclasses here keep pynetdicom's state mach
 and queues, and change only how data is read and how the threads wait: on the socket and a
 wake-up pipe, and on the message queue's condition.
 
+Reading is also where a hostile peer is met: every PDU is bounded by its header before any
+allocation (:mod:`.wire`) and in time by a deadline from its first byte, every send has the
+network timeout, and each connection holds a ticket of the :mod:`.guard` from accept to close.
+
 They rely on pynetdicom internals (``DULServiceProvider._read_pdu_data``,
 ``_is_transport_event``, ``Association._run_reactor``): the listener's tests exercise every
 path, and pyproject.toml pins pynetdicom to the 3.x series they were written against.
@@ -22,6 +26,8 @@ import select
 import socket
 import ssl
 import struct
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,12 +36,23 @@ from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.pdu_items import PresentationDataValueItem
-from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
+from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
+
+from .guard import ConnectionGuard, ConnectionTicket
+from .wire import (
+    REASON_NOT_SPECIFIED,
+    MessageBounds,
+    PduLimits,
+    ProtocolViolationError,
+    abort_pdu,
+)
 
 log = logging.getLogger(__name__)
 
 #: States in which the connection is closing or closed: nothing can be sent any more.
 _CLOSING_STATES = frozenset({"Sta1", "Sta13"})
+#: States in which an A-ABORT request has no PDU to become (no association requested yet).
+_NO_ABORT_STATES = frozenset({"Sta1", "Sta2", "Sta13"})
 #: Longest the upper layer waits for data or work before it looks at its timers again.
 IDLE_WAIT_S = 0.05
 #: Longest the association reactor waits for a message before it looks for a release,
@@ -43,32 +60,13 @@ IDLE_WAIT_S = 0.05
 REACTOR_PERIOD_S = 0.001
 
 
-class BulkReceiveSocket(AssociationSocket):
-    """pynetdicom's association socket, reading each PDU with as few system calls as it can.
-
-    pynetdicom reads in 4 KiB pieces appended to a growing bytearray: 32 calls and as many
-    copies per 128 KiB PDU, most of the listener's CPU time on a large instance. This reads
-    straight into a buffer of the requested size. Same contract: block until ``nr_bytes``
-    arrived or the peer closed (then return what came).
-    """
-
-    def recv(self, nr_bytes: int) -> bytearray:
-        sock = self.socket
-        assert sock is not None
-        buffer = bytearray(nr_bytes)
-        view = memoryview(buffer)
-        nr_read = 0
-        while nr_read < nr_bytes:
-            received = sock.recv_into(view[nr_read:], nr_bytes - nr_read)
-            if not received:
-                del view
-                return buffer[:nr_read]
-            nr_read += received
-        return buffer
-
-
 _P_DATA_TF = 0x04
-_PDU_TYPES = frozenset(range(0x01, 0x08))
+#: A PDU deadline when the association has no timeout of its own (never, in the listener).
+DEFAULT_DEADLINE_S = 60.0
+#: How long an A-ABORT to a misbehaving peer may take to leave before the socket closes.
+ABORT_SEND_TIMEOUT_S = 2.0
+#: PDU ceiling of a DUL that runs outside the listener's server (no settings at hand).
+MAX_UNSERVED_PDU_BYTES = 1024 * 1024
 
 
 class ListenerDUL(DULServiceProvider):
@@ -92,6 +90,8 @@ class ListenerDUL(DULServiceProvider):
     _wake_w: socket.socket | None = None
     _spool: Any = None
     _data_set_ended = False
+    _send_timeout_s: float | None = None
+    _messages: MessageBounds
 
     def track_spool(self, spool: Any) -> None:
         """The file the data set now arriving is written to (see ``SpoolFile.sync_now``)."""
@@ -103,6 +103,13 @@ class ListenerDUL(DULServiceProvider):
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._run_loop_delay = 0
+        self._messages = MessageBounds()
+        # A peer that stops reading must not block a send for ever: every send has the network
+        # timeout as its deadline (pynetdicom turns the timeout into a closed connection).
+        self._send_timeout_s = self.assoc.network_timeout
+        sock = self.socket.socket if self.socket is not None else None
+        if sock is not None:
+            sock.settimeout(self._send_timeout_s)
         machine = self.state_machine
         act = machine.do_action
 
@@ -114,6 +121,15 @@ class ListenerDUL(DULServiceProvider):
                 log.info("peer gone: a response to it was dropped")
                 with contextlib.suppress(queue.Empty):
                     self.to_provider_queue.get(block=False)
+                return
+            # An abort asked for (listener stopping) while the connection has no association
+            # yet, or is already closing: PS3.8 has no A-ABORT there, only closing the
+            # transport, which is what the caller wants.
+            if event == "Evt15" and machine.current_state in _NO_ABORT_STATES:
+                with contextlib.suppress(queue.Empty):
+                    self.to_provider_queue.get(block=False)
+                if self.socket is not None:
+                    self.socket.close()
                 return
             act(event)
 
@@ -148,10 +164,26 @@ class ListenerDUL(DULServiceProvider):
             spool, self._spool = self._spool, None
             if spool is not None:
                 spool.sync_now()
+        if self.artim_timer.expired:
+            self._note_artim_expiry()
         if super()._is_transport_event():
             return True
         self._wait_for_work()
         return False
+
+    def _note_artim_expiry(self) -> None:
+        """A connection that sent no association request in time is closed by pynetdicom's
+        ARTIM timer; say why, so that the guard audits it with the peer's address."""
+        ticket = getattr(self.assoc, "guard_ticket", None)
+        guard = getattr(self.assoc._server, "guard", None)
+        if ticket is None or guard is None or ticket.reason is not None:
+            return
+        if ticket.associated or self.assoc.requestor.primitive is not None:
+            return  # a request came: this is the wait for the peer to close
+        guard.drop(
+            ticket,
+            f"no association request within the ACSE timeout ({self.assoc.acse_timeout:.0f} s)",
+        )
 
     def _wait_for_work(self) -> None:
         """Block until data arrives, a primitive is queued or ``IDLE_WAIT_S`` passes."""
@@ -173,25 +205,37 @@ class ListenerDUL(DULServiceProvider):
                     pass
 
     def _read_pdu_data(self) -> None:
-        sock = self.socket
-        assert sock is not None
+        """Read one PDU, bounded in size by its header and in time by a deadline.
+
+        The deadline runs from the PDU's first byte: ``acse_timeout`` until the association
+        is established, ``network_timeout`` after. A peer that stalls mid-PDU is dropped when
+        it passes, and a header that announces more than the PDU type may carry aborts the
+        association before anything is allocated for the body (see :mod:`.wire`).
+        """
+        assoc = self.assoc
+        established = bool(assoc.is_established)
+        limit_s = assoc.network_timeout if established else assoc.acse_timeout
+        deadline = time.monotonic() + (limit_s or DEFAULT_DEADLINE_S)
         try:
-            header = sock.recv(6)
+            header = self._recv_before(6, deadline)
+            if len(header) != 6:
+                self.event_queue.put("Evt17")  # the peer closed
+                return
+            pdu_type, _, pdu_length = struct.unpack(">BBL", header)
+            self._pdu_limits().check(pdu_type, pdu_length)
+            body = self._recv_before(pdu_length, deadline)
+        except PduDeadlineError as exc:
+            self._drop(
+                f"stalled mid-PDU: {exc} within {limit_s:.0f} s "
+                f"({'network' if established else 'ACSE'} timeout)",
+                abort=established,
+            )
+            return
+        except ProtocolViolationError as exc:
+            self._drop(f"protocol violation: {exc}", abort=True, reason=exc.reason)
+            return
         except (OSError, TimeoutError):
             self.event_queue.put("Evt17")  # transport connection closed
-            return
-        if len(header) != 6:
-            self.event_queue.put("Evt17")
-            return
-        pdu_type, _, pdu_length = struct.unpack(">BBL", header)
-        if pdu_type not in _PDU_TYPES:
-            log.error("unknown PDU type 0x%02X received", pdu_type)
-            self.event_queue.put("Evt19")
-            return
-        try:
-            body = sock.recv(pdu_length)
-        except (OSError, TimeoutError):
-            self.event_queue.put("Evt17")
             return
         if len(body) != pdu_length:
             log.error("PDU shorter than announced (%d of %d bytes)", len(body), pdu_length)
@@ -200,6 +244,12 @@ class ListenerDUL(DULServiceProvider):
         if pdu_type == _P_DATA_TF:
             pdu = decode_p_data(body)
             if pdu is not None:
+                try:
+                    for item in pdu.presentation_data_value_items:
+                        self._messages.feed(item.presentation_data_value)
+                except ProtocolViolationError as exc:
+                    self._drop(f"protocol violation: {exc}", abort=True, reason=exc.reason)
+                    return
                 # message control header xxxxxx10: the last fragment of a data set
                 last = pdu.presentation_data_value_items[-1].presentation_data_value
                 if last and last[0] & 0x03 == 0x02:
@@ -216,6 +266,59 @@ class ListenerDUL(DULServiceProvider):
             return
         self.event_queue.put(event)
         self._recv_pdu.put(decoded)
+
+    def _recv_before(self, nr_bytes: int, deadline: float) -> bytearray:
+        """``nr_bytes`` from the socket (fewer if the peer closes), or PduDeadlineError."""
+        sock = self.socket.socket if self.socket is not None else None
+        if sock is None:
+            raise OSError("the connection is closed")
+        buffer = bytearray(nr_bytes)
+        view = memoryview(buffer)
+        nr_read = 0
+        try:
+            while nr_read < nr_bytes:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise PduDeadlineError(f"{nr_read} of {nr_bytes} bytes arrived")
+                sock.settimeout(remaining)
+                try:
+                    received = sock.recv_into(view[nr_read:], nr_bytes - nr_read)
+                except TimeoutError:
+                    raise PduDeadlineError(f"{nr_read} of {nr_bytes} bytes arrived") from None
+                if not received:
+                    break
+                nr_read += received
+        finally:
+            del view
+            with contextlib.suppress(OSError):
+                sock.settimeout(self._send_timeout_s)
+        return buffer if nr_read == nr_bytes else buffer[:nr_read]
+
+    def _pdu_limits(self) -> PduLimits:
+        limits = getattr(self.assoc._server, "pdu_limits", None)
+        if limits is None:
+            # a DUL outside the listener's server (tests): pynetdicom's own negotiated size
+            size = self.assoc.acceptor.maximum_length or MAX_UNSERVED_PDU_BYTES
+            limits = PduLimits(size, MAX_UNSERVED_PDU_BYTES)
+        return limits
+
+    def _drop(self, why: str, *, abort: bool, reason: int = REASON_NOT_SPECIFIED) -> None:
+        """End the connection for ``why``: an A-ABORT first if ``abort``, then close."""
+        log.error("dropping the connection: %s", why)
+        sock = self.socket.socket if self.socket is not None else None
+        if abort and sock is not None:
+            with contextlib.suppress(OSError):
+                sock.settimeout(ABORT_SEND_TIMEOUT_S)
+                sock.sendall(abort_pdu(reason))
+        guard = getattr(self.assoc._server, "guard", None)
+        ticket = getattr(self.assoc, "guard_ticket", None)
+        if guard is not None and ticket is not None:
+            guard.drop(ticket, why)
+        self.event_queue.put("Evt17")
+
+
+class PduDeadlineError(Exception):
+    """A PDU did not arrive whole before its deadline."""
 
 
 def decode_p_data(body: bytearray) -> P_DATA_TF | None:
@@ -243,49 +346,75 @@ def decode_p_data(body: bytearray) -> P_DATA_TF | None:
 
 
 class ListenerRequestHandler(RequestHandler):
+    server: ListenerServer
+
     def _create_association(self) -> Any:
         assoc = super()._create_association()
-        # the same objects with the faster receive and wait methods below
+        # the same objects with the bounded receive and the wait methods of this module
         assoc.__class__ = ListenerAssociation
-        assoc.dul.socket.__class__ = BulkReceiveSocket
         assoc.dul.__class__ = ListenerDUL
+        ticket = self.server.current_ticket()
+        assoc.guard_ticket = ticket
+        if ticket is not None:
+            ticket.assoc = assoc
         assoc.dul.attach()
         return assoc
 
 
 class ListenerServer(ThreadedAssociationServer):
-    """pynetdicom's threaded server, with the TLS handshake moved off the accept loop.
+    """pynetdicom's threaded server, guarded, with the TLS handshake off the accept loop.
 
-    pynetdicom wraps each accepted socket in the thread that accepts connections, so one slow
-    or hostile TLS client would stall every other caller, and a failed handshake vanishes
-    without a trace. Here the handshake runs in the connection's own thread, with a timeout,
-    and a failure is reported to the listener (and audited).
+    Every accepted connection first passes the :class:`~.guard.ConnectionGuard` (per-address
+    and waiting-to-associate limits), so that neither a flood of idle connections nor one busy
+    host can take the listener's slots. pynetdicom wraps each accepted socket in the thread
+    that accepts connections, so one slow or hostile TLS client would stall every other
+    caller, and a failed handshake vanishes without a trace; here the handshake runs in the
+    connection's own thread, within the ACSE timeout, and a failure is reported (and audited).
     """
 
     daemon_threads = True
     request_queue_size = 64
     on_tls_failure: Callable[[tuple[str, int], Exception], None] | None = None
     handshake_timeout_s: float = 30.0
+    guard: ConnectionGuard | None = None
+    pdu_limits: PduLimits | None = None
+    _tickets = threading.local()
 
     def get_request(self) -> tuple[Any, Any]:
         assert self.socket is not None
         return self.socket.accept()
 
+    def current_ticket(self) -> ConnectionTicket | None:
+        """The guard's ticket of the connection this thread is setting up."""
+        return getattr(self._tickets, "ticket", None)
+
     def process_request_thread(self, request: Any, client_address: Any) -> None:
-        # DIMSE is request/response: a C-STORE response held back by Nagle's algorithm until
-        # the peer's delayed ACK arrives costs tens of milliseconds per instance
-        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.ssl_context is not None:
-            try:
-                request.settimeout(self.handshake_timeout_s)
-                request = self.ssl_context.wrap_socket(request, server_side=True)
-                request.settimeout(None)
-            except (ssl.SSLError, OSError) as exc:
-                if self.on_tls_failure is not None:
-                    self.on_tls_failure(client_address, exc)
+        ticket: ConnectionTicket | None = None
+        if self.guard is not None:
+            ticket = self.guard.open(str(client_address[0]), int(client_address[1]), request)
+            if ticket.closed:  # refused: over a limit (reported by the guard)
                 self.shutdown_request(request)
                 return
-        super().process_request_thread(request, client_address)
+        try:
+            # DIMSE is request/response: a C-STORE response held back by Nagle's algorithm
+            # until the peer's delayed ACK arrives costs tens of milliseconds per instance
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:
+                try:
+                    request.settimeout(self.handshake_timeout_s)
+                    request = self.ssl_context.wrap_socket(request, server_side=True)
+                    request.settimeout(None)
+                except (ssl.SSLError, OSError) as exc:
+                    if self.on_tls_failure is not None:
+                        self.on_tls_failure(client_address, exc)
+                    self.shutdown_request(request)
+                    return
+            self._tickets.ticket = ticket
+            super().process_request_thread(request, client_address)
+        finally:
+            self._tickets.ticket = None
+            if ticket is not None and ticket.assoc is None and self.guard is not None:
+                self.guard.close(ticket)  # no association took it over
 
 
 class ListenerAssociation(Association):
@@ -296,6 +425,17 @@ class ListenerAssociation(Association):
     releases, aborts and timeouts while a C-STORE goes to its handler without delay. The loop
     is pynetdicom 3.0's ``Association._run_reactor`` with only that wait changed.
     """
+
+    guard_ticket: ConnectionTicket | None = None
+    release_answered = False
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            guard = getattr(self._server, "guard", None)
+            if guard is not None:
+                guard.close(self.guard_ticket)
 
     def _wait_for_message(self) -> None:
         messages: queue.Queue[Any] = self.dimse.msg_queue
@@ -318,6 +458,9 @@ class ListenerAssociation(Association):
                 self._serve_request(msg, int(context_id))  # type: ignore[arg-type]
 
             if self.is_established and self.acse.is_release_requested():
+                # Known before the answer leaves: a peer that closes the moment it has the
+                # A-RELEASE-RP makes the connection-closed event race the released event.
+                self.release_answered = True
                 self.acse.send_release(is_response=True)
                 log.info("Association Released")
                 self.is_released = True
