@@ -23,6 +23,7 @@ from unitumour_dicom.cli.common import apply_logging_settings, fail, run_guarded
 from unitumour_dicom.config import Settings
 from unitumour_dicom.db import migrate
 from unitumour_dicom.jobs.supervisor import ChildSpec, Supervisor
+from unitumour_dicom.permissions import private_dir
 
 from .worker import cli_prefix, make_job_dispatcher, verbosity_flags, worker_specs
 
@@ -73,6 +74,7 @@ def run_role(settings: Settings, role: str) -> None:
             port=settings.web.port,
             log_config=None,
             server_header=False,
+            proxy_headers=False,  # the app trusts only web.trusted_proxies
             timeout_graceful_shutdown=30,
         )
         return
@@ -94,7 +96,7 @@ def serve_command(
         run_guarded(run_role, settings, role)
         return
     if settings.database_url.startswith("sqlite:///"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
     # One machine, embedded defaults: bring the schema to the newest revision on start.
     migrate.upgrade(settings.database_url)
     with_web = web and web_available()

@@ -12,6 +12,7 @@ import typer
 from unitumour_dicom.cli.common import apply_logging_settings, fail, run_guarded, state
 from unitumour_dicom.config import masked_settings
 from unitumour_dicom.db import migrate
+from unitumour_dicom.permissions import private_dir
 
 from .viewer_assets import VIEWER, ViewerAssetsError, fetch_viewer
 
@@ -41,7 +42,7 @@ def web(
     web_settings = settings.web
     url = settings.database_url
     if url.startswith("sqlite:///"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
     if not migrate.is_current(url):
         fail(
             f"the database is at revision {migrate.current_revision(url) or 'base'}, not "
@@ -71,6 +72,7 @@ def web(
         port=web_settings.port if port is None else port,
         log_config=None,
         server_header=False,
+        proxy_headers=False,  # the app trusts only web.trusted_proxies
         timeout_graceful_shutdown=30,
     )
 

@@ -342,11 +342,19 @@ def with_viewer(settings: Settings) -> Settings:
     )
 
 
+def plain_http(settings: Settings) -> Settings:
+    """The tests' clients speak plain http (TestClient, uvicorn on 127.0.0.1), and a client
+    sends a Secure cookie over https only: the cookie is not Secure here, as in the demo."""
+    return settings.model_copy(
+        update={"web": settings.web.model_copy(update={"secure_cookies": False})}
+    )
+
+
 @pytest.fixture
 def web_settings(sqlite_settings: Settings) -> Settings:
     """Settings of the app under test: SQLite (modules whose subject is the SQL override
-    this fixture with the both-backends ``settings``)."""
-    return with_viewer(sqlite_settings)
+    this fixture with the both-backends ``settings``), served over plain http."""
+    return plain_http(with_viewer(sqlite_settings))
 
 
 @pytest.fixture
