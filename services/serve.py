@@ -62,6 +62,7 @@ def run_role(settings: Settings, role: str) -> None:
         import uvicorn
 
         from .web.app import create_app
+        from .web.command import UVICORN_OPTIONS
 
         app = create_app(
             settings,
@@ -73,9 +74,7 @@ def run_role(settings: Settings, role: str) -> None:
             host=settings.web.host,
             port=settings.web.port,
             log_config=None,
-            server_header=False,
-            proxy_headers=False,  # the app trusts only web.trusted_proxies
-            timeout_graceful_shutdown=30,
+            **UVICORN_OPTIONS,  # type: ignore[arg-type]
         )
         return
     raise ValueError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")

@@ -185,8 +185,8 @@ def end_user_sessions(
     actor: str | None = None,
     now: datetime | None = None,
 ) -> int:
-    """End every open session of ``user``; returns how many ended (audited even when none
-    were open, so that the audit log shows the action was taken)."""
+    """End every open session of ``user``; returns how many ended. Audited when any ended,
+    and always when an admin asked (so the log shows the action was taken)."""
     now = _now(now)
     ended = session.execute(
         update(LoginSession)
@@ -195,6 +195,8 @@ def end_user_sessions(
         .execution_options(synchronize_session=False)
     )
     count = int(ended.rowcount)  # type: ignore[attr-defined]
+    if count == 0 and reason is not EndReason.ADMIN:
+        return 0
     record_event(
         session=session,
         event=SessionEvent.SESSIONS_ENDED,

@@ -18,6 +18,15 @@ from .viewer_assets import VIEWER, ViewerAssetsError, fetch_viewer
 
 log = logging.getLogger(__name__)
 
+#: How every process serves the app with uvicorn (``unitumour web``, ``serve``, the tests' live
+#: server). proxy_headers off: uvicorn would believe X-Forwarded-* from 127.0.0.1 (or
+#: FORWARDED_ALLOW_IPS) whatever the settings say; the app applies web.trusted_proxies itself.
+UVICORN_OPTIONS: dict[str, object] = {
+    "server_header": False,
+    "proxy_headers": False,
+    "timeout_graceful_shutdown": 30,
+}
+
 web_app = typer.Typer(
     help="The audit web app: cases, pictures, viewer, API, DICOMweb, health, metrics.",
     invoke_without_command=True,
@@ -71,9 +80,7 @@ def web(
         host=host or web_settings.host,
         port=web_settings.port if port is None else port,
         log_config=None,
-        server_header=False,
-        proxy_headers=False,  # the app trusts only web.trusted_proxies
-        timeout_graceful_shutdown=30,
+        **UVICORN_OPTIONS,  # type: ignore[arg-type]
     )
 
 

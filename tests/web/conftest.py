@@ -21,6 +21,7 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from unitumour_services.web import create_app
+from unitumour_services.web.command import UVICORN_OPTIONS
 from unitumour_services.web.viewer_assets import fetch_viewer
 
 from unitumour_dicom import users
@@ -438,7 +439,12 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            **UVICORN_OPTIONS,  # as `unitumour web` serves it
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
