@@ -144,7 +144,6 @@ def log_out(request: Request, ctx: WebContext) -> None:
 def login(
     request: Request,
     ctx: Ctx,
-    db: Db,
     username: Annotated[str, Form(max_length=256)],
     password: Annotated[str, Form(max_length=1024)],
     csrf_token: Annotated[str | None, Form()] = None,
