@@ -23,6 +23,7 @@ from unitumour_dicom.cli.common import apply_logging_settings, fail, run_guarded
 from unitumour_dicom.config import Settings
 from unitumour_dicom.db import migrate
 from unitumour_dicom.jobs.supervisor import ChildSpec, Supervisor
+from unitumour_dicom.permissions import private_dir
 
 from .worker import cli_prefix, make_job_dispatcher, verbosity_flags, worker_specs
 
@@ -61,6 +62,7 @@ def run_role(settings: Settings, role: str) -> None:
         import uvicorn
 
         from .web.app import create_app
+        from .web.command import UVICORN_OPTIONS
 
         app = create_app(
             settings,
@@ -72,8 +74,7 @@ def run_role(settings: Settings, role: str) -> None:
             host=settings.web.host,
             port=settings.web.port,
             log_config=None,
-            server_header=False,
-            timeout_graceful_shutdown=30,
+            **UVICORN_OPTIONS,  # type: ignore[arg-type]
         )
         return
     raise ValueError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
@@ -94,7 +95,7 @@ def serve_command(
         run_guarded(run_role, settings, role)
         return
     if settings.database_url.startswith("sqlite:///"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
     # One machine, embedded defaults: bring the schema to the newest revision on start.
     migrate.upgrade(settings.database_url)
     with_web = web and web_available()

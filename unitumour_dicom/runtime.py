@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from .config import Settings
 from .db.session import get_engine, session_scope
+from .permissions import private_dir
 from .store import FileStore
 
 
@@ -26,7 +27,7 @@ class Runtime:
     def engine(self) -> Engine:
         url = self.settings.database_url
         if url.startswith("sqlite:///"):
-            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.settings.data_dir)
         return get_engine(
             url, echo=self.settings.database.echo, pool_size=self.settings.database.pool_size
         )

@@ -2,12 +2,12 @@
 
 The library holds this (not the web service) so that the ``unitumour users`` command and the
 web app share one implementation. Every change to a user is written to the audit log by the
-session the caller commits.
+session the caller commits. A password change, a role change and disabling a user end the
+user's open web sessions (login_sessions), whoever holds their cookies.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from datetime import UTC, datetime
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from .db import User, UserRole, record_event
 from .errors import UniTumourError
+from .login_sessions import EndReason, end_user_sessions
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +76,6 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
-def session_fingerprint(user: User) -> str:
-    """A short digest of the user's password hash and state, carried in session cookies.
-
-    A session whose fingerprint no longer matches (password changed, user disabled or role
-    changed) is refused, so those changes end every session of the user at once.
-    """
-    text = f"{user.id}:{user.password_hash}:{user.role}:{user.active}"
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
 def get_user(*, session: Session, username: str) -> User | None:
     return session.scalar(select(User).where(User.username == username))
 
@@ -138,6 +129,7 @@ def set_password(
         actor=actor,
         details={"user_id": user.id, "username": username},
     )
+    end_user_sessions(session=session, user=user, reason=EndReason.PASSWORD_SET, actor=actor)
     return user
 
 
@@ -155,6 +147,8 @@ def set_role(
         actor=actor,
         details={"user_id": user.id, "username": username, "from": old_role, "to": new_role},
     )
+    if new_role.value != old_role:
+        end_user_sessions(session=session, user=user, reason=EndReason.ROLE_SET, actor=actor)
     return user
 
 
@@ -170,7 +164,16 @@ def set_active(*, session: Session, username: str, active: bool, actor: str | No
         actor=actor,
         details={"user_id": user.id, "username": username},
     )
+    if not active:
+        end_user_sessions(session=session, user=user, reason=EndReason.USER_DISABLED, actor=actor)
     return user
+
+
+def end_sessions(*, session: Session, username: str, actor: str | None = None) -> int:
+    """End every open web session of a user (an admin's action: web or CLI); audited as
+    ``user.sessions_ended``. Returns how many ended."""
+    user = _require(session, username)
+    return end_user_sessions(session=session, user=user, reason=EndReason.ADMIN, actor=actor)
 
 
 def authenticate(

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from . import actions, cases, schemas
-from .deps import ApiAdmin, ApiUser, Ctx, Db, Id
-from .pages import attempt_login, filters_from_query, overlay_response
-from .security import WebSession, replace_session, request_session
+from .deps import ApiAdmin, ApiUser, ApiUserCsrf, Ctx, Db, Id
+from .pages import attempt_login, filters_from_query, log_out, overlay_response
+from .security import request_session
 
 _ERRORS = {
     401: {"model": schemas.ErrorOut, "description": "Not logged in."},
@@ -29,12 +29,12 @@ router = APIRouter(prefix="/api", tags=["api"])
     response_model=schemas.Me,
     responses={401: {"model": schemas.ErrorOut, "description": "Wrong credentials."}},
 )
-def login(request: Request, ctx: Ctx, db: Db, body: schemas.LoginRequest) -> schemas.Me:
+def login(request: Request, ctx: Ctx, body: schemas.LoginRequest) -> schemas.Me:
     """Log in; the answer sets the session cookie and gives the CSRF token for POSTs.
 
     A JSON body (never a form) keeps cross-site pages from logging a browser in unasked.
     """
-    user, error = attempt_login(request, ctx, db, body.username, body.password)
+    user, error = attempt_login(request, ctx, body.username, body.password)
     if user is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, error or "log-in refused")
     return schemas.Me(
@@ -42,10 +42,14 @@ def login(request: Request, ctx: Ctx, db: Db, body: schemas.LoginRequest) -> sch
     )
 
 
-@router.post("/logout", responses=_ERRORS)
-def logout(request: Request, user: ApiUser) -> dict[str, bool]:
-    """End the session (the cookie is replaced by an anonymous one)."""
-    replace_session(request, WebSession())
+@router.post(
+    "/logout",
+    responses={**_ERRORS, 403: {"model": schemas.ErrorOut, "description": "No CSRF token."}},
+)
+def logout(request: Request, ctx: Ctx, user: ApiUserCsrf) -> dict[str, bool]:
+    """End the session on the server (every copy of its cookie stops working); the cookie is
+    replaced by an anonymous one. Needs the X-CSRF-Token header, as every POST."""
+    log_out(request, ctx)
     return {"ok": True}
 
 

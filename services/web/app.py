@@ -14,23 +14,26 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from prometheus_client import CollectorRegistry
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from unitumour_dicom import __version__
 from unitumour_dicom.config import Settings
 from unitumour_dicom.dicomweb import DicomWeb, DicomWebError
 from unitumour_dicom.runtime import Runtime
 
-from . import api, dicomweb_routes, ops, pages
+from . import api, dicomweb_routes, ops, pages, sessions_admin
 from .actions import ConflictError
 from .cases import NotFoundError
 from .deps import LoginRequired, WebContext
 from .metrics import ServiceCollector
 from .pictures import PictureCache, PictureError
 from .security import COOKIE_NAME, SessionCodec, load_secret_key
+from .validation import validation_error
 from .viewer_assets import CLIENT, VIEWER, ViewerAssets
 
 log = logging.getLogger(__name__)
@@ -124,6 +127,7 @@ def create_app(
     app.include_router(api.router)
     app.include_router(dicomweb_routes.router)
     app.include_router(ops.router)
+    app.include_router(sessions_admin.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     # The viewer's files are mounted even when missing, so that installing them (fetch-viewer)
     # needs no restart; the viewer page says what is missing.
@@ -158,6 +162,8 @@ def create_app(
                 samesite="lax",
             )
         headers = response.headers
+        if request.url.scheme == "https" and settings.web.hsts_seconds > 0:
+            headers.setdefault("Strict-Transport-Security", f"max-age={settings.web.hsts_seconds}")
         if path.startswith("/viewer-lib/"):
             headers.setdefault("Content-Security-Policy", VIEWER_CONTENT_SECURITY_POLICY)
         headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
@@ -170,6 +176,12 @@ def create_app(
             # Patient data must not linger in shared browser caches on ward workstations.
             headers.setdefault("Cache-Control", "no-store")
         return response
+
+    if settings.web.trusted_proxies:
+        # Outermost, so that the client address and https are the proxy's word for every
+        # layer below (sessions on record, HSTS); `unitumour web` leaves this to the app.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.web.trusted_proxies)
+    app.add_exception_handler(RequestValidationError, validation_error)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:

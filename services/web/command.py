@@ -12,10 +12,20 @@ import typer
 from unitumour_dicom.cli.common import apply_logging_settings, fail, run_guarded, state
 from unitumour_dicom.config import masked_settings
 from unitumour_dicom.db import migrate
+from unitumour_dicom.permissions import private_dir
 
 from .viewer_assets import VIEWER, ViewerAssetsError, fetch_viewer
 
 log = logging.getLogger(__name__)
+
+#: How every process serves the app with uvicorn (``unitumour web``, ``serve``, the tests' live
+#: server). proxy_headers off: uvicorn would believe X-Forwarded-* from 127.0.0.1 (or
+#: FORWARDED_ALLOW_IPS) whatever the settings say; the app applies web.trusted_proxies itself.
+UVICORN_OPTIONS: dict[str, object] = {
+    "server_header": False,
+    "proxy_headers": False,
+    "timeout_graceful_shutdown": 30,
+}
 
 web_app = typer.Typer(
     help="The audit web app: cases, pictures, viewer, API, DICOMweb, health, metrics.",
@@ -41,7 +51,7 @@ def web(
     web_settings = settings.web
     url = settings.database_url
     if url.startswith("sqlite:///"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
     if not migrate.is_current(url):
         fail(
             f"the database is at revision {migrate.current_revision(url) or 'base'}, not "
@@ -70,8 +80,7 @@ def web(
         host=host or web_settings.host,
         port=web_settings.port if port is None else port,
         log_config=None,
-        server_header=False,
-        timeout_graceful_shutdown=30,
+        **UVICORN_OPTIONS,  # type: ignore[arg-type]
     )
 
 

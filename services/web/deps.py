@@ -14,8 +14,8 @@ from jinja2 import Environment
 from sqlalchemy.orm import Session
 
 from unitumour_dicom.config import Settings
-from unitumour_dicom.db import User
 from unitumour_dicom.dicomweb import DicomWeb
+from unitumour_dicom.login_sessions import find_session
 from unitumour_dicom.runtime import Runtime
 
 from .metrics import ServiceCollector
@@ -27,7 +27,6 @@ from .security import (
     SessionCodec,
     csrf_ok,
     request_session,
-    user_from_session,
 )
 from .viewer_assets import ViewerAssets
 
@@ -71,15 +70,24 @@ cookie_scheme = APIKeyCookie(name=COOKIE_NAME, auto_error=False, description="Se
 
 
 def optional_user(request: Request, ctx: Ctx) -> AuthUser | None:
+    """The user of the request's server-side session, if that session is still open (not
+    ended, not expired, its user active): the database decides, not the cookie."""
     cached = getattr(request.state, "auth_user", False)
     if cached is not False:
         return cached  # type: ignore[no-any-return]
     user = None
     if request.cookies.get(COOKIE_NAME):
         session = request_session(request)
-        if session.user_id is not None:
+        if session.token is not None:
             with ctx.runtime.session() as db:
-                user = user_from_session(session, db.get(User, session.user_id))
+                row = find_session(session=db, token=session.token)
+                if row is not None:
+                    user = AuthUser(
+                        id=row.user.id,
+                        username=row.user.username,
+                        role=row.user.role,
+                        session_id=row.id,
+                    )
     request.state.auth_user = user
     return user
 
@@ -98,16 +106,32 @@ def _check_csrf(request: Request, token: str | None) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong CSRF token")
 
 
+CsrfHeader = Annotated[
+    str | None,
+    Header(
+        alias=CSRF_HEADER,
+        description="The csrf_token from GET /api/me (required on every POST).",
+    ),
+]
+
+
+def api_user_csrf(
+    request: Request, user: Annotated[AuthUser, Depends(api_user)], x_csrf_token: CsrfHeader = None
+) -> AuthUser:
+    """A logged-in user's state-changing call (log-out): the CSRF token is required."""
+    _check_csrf(request, x_csrf_token)
+    return user
+
+
+def api_admin_read(user: Annotated[AuthUser, Depends(api_user)]) -> AuthUser:
+    """An admin reading what only admins may see (no state changes: no CSRF token)."""
+    if not user.is_admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs the admin role")
+    return user
+
+
 def api_admin(
-    request: Request,
-    user: Annotated[AuthUser, Depends(api_user)],
-    x_csrf_token: Annotated[
-        str | None,
-        Header(
-            alias=CSRF_HEADER,
-            description="The csrf_token from GET /api/me (required on every POST).",
-        ),
-    ] = None,
+    request: Request, user: Annotated[AuthUser, Depends(api_user)], x_csrf_token: CsrfHeader = None
 ) -> AuthUser:
     if not user.is_admin:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs the admin role")
@@ -126,7 +150,9 @@ def check_form_csrf(request: Request, token: str | None) -> None:
 
 
 ApiUser = Annotated[AuthUser, Depends(api_user)]
+ApiUserCsrf = Annotated[AuthUser, Depends(api_user_csrf)]
 ApiAdmin = Annotated[AuthUser, Depends(api_admin)]
+ApiAdminRead = Annotated[AuthUser, Depends(api_admin_read)]
 PageUser = Annotated[AuthUser, Depends(page_user)]
 
 #: Database ids in paths: positive and within a 32-bit INTEGER column.

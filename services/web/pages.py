@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from unitumour_dicom.db import AuditEvent, record_event
-from unitumour_dicom.users import authenticate
+from unitumour_dicom.login_sessions import EndReason, end_session
+from unitumour_dicom.logins import log_in
 
 from . import actions, cases
 from .deps import Ctx, Db, Id, PageUser, WebContext, check_form_csrf, optional_user
@@ -98,78 +96,72 @@ def login_form(
     return render(request, ctx, "login.html", None, next=safe_next(next), error=None)
 
 
-def _locked_out(db: Session, ctx: WebContext, username: str) -> bool:
-    """Too many failed log-ins for this user name since its last success, within the window."""
-    window_start = datetime.now(UTC) - timedelta(minutes=ctx.settings.web.lockout_minutes)
-    last_ok = db.scalar(
-        select(func.max(AuditEvent.at)).where(
-            AuditEvent.event == "user.login", AuditEvent.actor == username[:64]
-        )
-    )
-    since = max(window_start, last_ok) if last_ok else window_start
-    failures = db.scalar(
-        select(func.count())
-        .select_from(AuditEvent)
-        .where(
-            AuditEvent.event == "user.login_failed",
-            AuditEvent.actor == username[:64],
-            AuditEvent.at > since,
-        )
-    )
-    return (failures or 0) >= ctx.settings.web.max_failed_logins
-
-
 def attempt_login(
-    request: Request, ctx: WebContext, db: Session, username: str, password: str
+    request: Request, ctx: WebContext, username: str, password: str
 ) -> tuple[AuthUser | None, str | None]:
-    """(user, None) on success, else (None, why), with the session rotated on success."""
-    source = request.client.host if request.client else None
-    if _locked_out(db, ctx, username):
-        record_event(
-            session=db,
-            event="user.login_locked",
-            message=f"log-in as {username[:64]!r} refused: too many failed attempts",
-            actor=username[:64],
-            details={"source": source},
-        )
-        db.commit()
+    """(user, None) on success, else (None, why), with a new session and cookie on success.
+
+    The lock-out, the password check and the session are unitumour_dicom.logins.log_in's.
+    """
+    outcome = log_in(
+        ctx.runtime,
+        username=username,
+        password=password,
+        remote_addr=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+    )
+    if outcome.locked:
         return None, (
             f"Too many failed log-ins for this user; try again in "
             f"{ctx.settings.web.lockout_minutes:g} minutes."
         )
-    user = authenticate(session=db, username=username, password=password, source=source)
-    # The audit rows (failures included) are committed now, whatever the caller answers:
-    # they are what the lock-out counts.
-    db.commit()
-    if user is None:
+    if outcome.user is None or outcome.token is None:
         return None, "Wrong user name or password, or the user is disabled."
-    replace_session(request, logged_in_session(user))
-    auth = AuthUser(id=user.id, username=user.username, role=user.role)
+    replace_session(request, logged_in_session(outcome.token))
+    user = outcome.user
+    auth = AuthUser(
+        id=user.id, username=user.username, role=user.role, session_id=outcome.session_id
+    )
     request.state.auth_user = auth
     return auth, None
+
+
+def log_out(request: Request, ctx: WebContext) -> None:
+    """End the request's server-side session (every copy of its cookie stops working) and
+    send an anonymous cookie in its place."""
+    user = optional_user(request, ctx)
+    if user is not None and user.session_id is not None:
+        with ctx.runtime.session() as db:
+            end_session(
+                session=db, session_id=user.session_id, reason=EndReason.LOGOUT,
+                actor=user.username,
+            )  # fmt: skip
+    replace_session(request, WebSession())
+    request.state.auth_user = None
 
 
 @router.post("/login")
 def login(
     request: Request,
     ctx: Ctx,
-    db: Db,
     username: Annotated[str, Form(max_length=256)],
     password: Annotated[str, Form(max_length=1024)],
     csrf_token: Annotated[str | None, Form()] = None,
     next: Annotated[str | None, Form(max_length=2000)] = None,
 ) -> Response:
     check_form_csrf(request, csrf_token)
-    user, error = attempt_login(request, ctx, db, username, password)
+    user, error = attempt_login(request, ctx, username, password)
     if user is None:
         return render(request, ctx, "login.html", None, 401, next=safe_next(next), error=error)
     return RedirectResponse(safe_next(next), status_code=303)
 
 
 @router.post("/logout")
-def logout(request: Request, csrf_token: Annotated[str | None, Form()] = None) -> RedirectResponse:
+def logout(
+    request: Request, ctx: Ctx, csrf_token: Annotated[str | None, Form()] = None
+) -> RedirectResponse:
     check_form_csrf(request, csrf_token)
-    replace_session(request, WebSession())
+    log_out(request, ctx)
     return RedirectResponse("/login", status_code=303)
 
 

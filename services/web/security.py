@@ -1,10 +1,12 @@
-"""Sessions in signed cookies, the logged-in user, roles and CSRF tokens.
+"""Session cookies, the logged-in user, roles and CSRF tokens.
 
-A session is a signed, timestamped cookie (itsdangerous) holding the user's id, a digest of
-the user's password hash and state (so a password change, a role change or disabling the user
-ends every session at once) and the CSRF token that every form and every state-changing API
-call must echo. Anonymous visitors get a session too, so the log-in form has its token.
-The cookie is HttpOnly, SameSite=Lax, and Secure when settings say so.
+The cookie is signed and timestamped (itsdangerous) and holds the CSRF token that every form
+and every state-changing API call must echo and, once logged in, the token of a server-side
+session (unitumour_dicom.login_sessions): the database decides whether that session is still
+open, so log-out, an admin, a password or role change or disabling the user end it for every
+copy of the cookie. Anonymous visitors get a cookie too (no database row), so the log-in
+form has its CSRF token. The cookie is HttpOnly, SameSite=Lax, and Secure unless
+web.secure_cookies is off (the demo on plain http://127.0.0.1).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from fastapi import Request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from unitumour_dicom.config import Settings
-from unitumour_dicom.db import User, UserRole
-from unitumour_dicom.users import session_fingerprint
+from unitumour_dicom.db import UserRole
+from unitumour_dicom.permissions import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ def load_secret_key(settings: Settings) -> str:
             raise ValueError("web.secret_key must have at least 32 characters")
         return key
     path = Path(settings.data_dir) / SECRET_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -58,12 +60,12 @@ class WebSession:
     """What the session cookie holds."""
 
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
-    user_id: int | None = None
-    fingerprint: str | None = None
+    #: The server-side session's token (None: anonymous); the database keeps its sha256.
+    token: str | None = None
     issued_at: float = field(default_factory=time.time)
 
     def as_dict(self) -> dict[str, object]:
-        return {"c": self.csrf, "u": self.user_id, "f": self.fingerprint, "t": self.issued_at}
+        return {"c": self.csrf, "s": self.token, "t": self.issued_at}
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class AuthUser:
     id: int
     username: str
     role: str
+    #: The id of the login_sessions row this request came with.
+    session_id: int | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -98,11 +102,10 @@ class SessionCodec:
             return None
         if not isinstance(data, dict) or not isinstance(data.get("c"), str):
             return None
-        user_id = data.get("u")
+        token = data.get("s")
         return WebSession(
             csrf=data["c"],
-            user_id=user_id if isinstance(user_id, int) else None,
-            fingerprint=data.get("f") if isinstance(data.get("f"), str) else None,
+            token=token if isinstance(token, str) else None,
             issued_at=float(data.get("t") or 0.0),
         )
 
@@ -123,19 +126,9 @@ def replace_session(request: Request, session: WebSession) -> None:
     request.state.session_changed = True
 
 
-def logged_in_session(user: User) -> WebSession:
-    """A fresh session (new CSRF token: no fixation) for a user who just logged in."""
-    return WebSession(user_id=user.id, fingerprint=session_fingerprint(user))
-
-
-def user_from_session(session: WebSession, user: User | None) -> AuthUser | None:
-    if user is None or session.user_id != user.id or not user.active:
-        return None
-    if session.fingerprint is None or not hmac.compare_digest(
-        session.fingerprint, session_fingerprint(user)
-    ):
-        return None
-    return AuthUser(id=user.id, username=user.username, role=user.role)
+def logged_in_session(token: str) -> WebSession:
+    """A fresh cookie (new CSRF token: no fixation) for the session a log-in just opened."""
+    return WebSession(token=token)
 
 
 def csrf_ok(session: WebSession, token: str | None) -> bool:
@@ -169,5 +162,4 @@ __all__ = [
     "replace_session",
     "request_session",
     "safe_next",
-    "user_from_session",
 ]

@@ -113,3 +113,21 @@ def test_config_show_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     bad = CliRunner().invoke(app, ["--config", str(tmp_path / "missing.toml"), "config", "show"])
     assert bad.exit_code == 2
     assert "does not exist" in bad.output
+
+
+def test_web_is_secure_by_default_and_the_demo_turns_cookies_off_explicitly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from unitumour_dicom.demo.config import DemoPorts, demo_settings, settings_toml
+
+    web = load_settings(data_dir=tmp_path).web
+    assert web.secure_cookies is True
+    assert web.hsts_seconds >= 180 * 24 * 3600
+    assert web.trusted_proxies == ["127.0.0.1"]
+    demo = tmp_path / "demo.toml"
+    demo.write_text(settings_toml(demo_settings(tmp_path / "d", DemoPorts(11112, 8080, 11113))))
+    assert load_settings(demo).web.secure_cookies is False  # plain http on 127.0.0.1
+    monkeypatch.setenv("UNITUMOUR_WEB__SECURE_COOKIES", "false")
+    assert load_settings(data_dir=tmp_path).web.secure_cookies is False
+    with pytest.raises(ConfigError, match="trusted_proxies"):
+        load_settings(data_dir=tmp_path, web={"trusted_proxies": ["proxy.example"]})

@@ -1,15 +1,20 @@
 """The schema comes from Alembic alone, and it agrees with the models, on both databases."""
 
+from datetime import UTC, datetime
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import exc as sa_exc
 from typer.testing import CliRunner
 
 from unitumour_dicom.cli import app
 from unitumour_dicom.db import Base, migrate
 
 pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
 
 def test_single_head() -> None:
@@ -57,3 +62,50 @@ def test_db_commands(db_url: str, tmp_path, monkeypatch) -> None:
     assert f"{head} (head)" in now.output
     down = runner.invoke(app, ["db", "downgrade", "base"])
     assert down.exit_code == 0 and "revision base" in down.output
+
+
+def test_0003_adds_login_sessions_and_keeps_every_row(db_url: str) -> None:
+    """Upgrading a database in use to 0003 keeps its users and audit rows; the new tables
+    start empty, take rows that point at an existing user, and go again on downgrade."""
+    migrate.upgrade(db_url, "0002")
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (username, password_hash, role, active, created_at) "
+                "VALUES ('ada', 'h', 'admin', true, :t)"
+            ),
+            {"t": NOW},
+        )
+        conn.execute(
+            text("INSERT INTO audit_events (at, event, message) VALUES (:t, 'user.added', 'm')"),
+            {"t": NOW},
+        )
+    migrate.upgrade(db_url, "0003")
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT username, role FROM users")).all() == [("ada", "admin")]
+        assert conn.execute(text("SELECT count(*) FROM audit_events")).scalar() == 1
+        assert conn.execute(text("SELECT count(*) FROM login_sessions")).scalar() == 0
+        user_id = conn.execute(text("SELECT id FROM users")).scalar()
+        conn.execute(
+            text(
+                "INSERT INTO login_sessions (token_sha256, user_id, created_at, last_seen_at, "
+                "expires_at) VALUES (:h, :u, :t, :t, :t)"
+            ),
+            {"h": "0" * 64, "u": user_id, "t": NOW},
+        )
+        conn.execute(text("INSERT INTO login_throttles (username, failures) VALUES ('x', 1)"))
+    with pytest.raises(sa_exc.IntegrityError), engine.begin() as conn:  # one row per token
+        conn.execute(
+            text(
+                "INSERT INTO login_sessions (token_sha256, user_id, created_at, last_seen_at, "
+                "expires_at) VALUES (:h, :u, :t, :t, :t)"
+            ),
+            {"h": "0" * 64, "u": user_id, "t": NOW},
+        )
+    migrate.downgrade(db_url, "0002")
+    tables = set(inspect(engine).get_table_names())
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT username FROM users")).scalars().all() == ["ada"]
+    engine.dispose()
+    assert "login_sessions" not in tables and "login_throttles" not in tables

@@ -120,7 +120,7 @@ def service_config(
             "settle_interval_s": 0.25,
             "shutdown_grace_s": 2.0,
         },
-        "web": {"port": free_port()},
+        "web": {"port": free_port(), "secure_cookies": False},  # plain http, as the demo
     }
     if model_path is not None:  # else the shipped demo model
         data["model"]["path"] = model_path

@@ -21,6 +21,7 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from unitumour_services.web import create_app
+from unitumour_services.web.command import UVICORN_OPTIONS
 from unitumour_services.web.viewer_assets import fetch_viewer
 
 from unitumour_dicom import users
@@ -342,11 +343,19 @@ def with_viewer(settings: Settings) -> Settings:
     )
 
 
+def plain_http(settings: Settings) -> Settings:
+    """The tests' clients speak plain http (TestClient, uvicorn on 127.0.0.1), and a client
+    sends a Secure cookie over https only: the cookie is not Secure here, as in the demo."""
+    return settings.model_copy(
+        update={"web": settings.web.model_copy(update={"secure_cookies": False})}
+    )
+
+
 @pytest.fixture
 def web_settings(sqlite_settings: Settings) -> Settings:
     """Settings of the app under test: SQLite (modules whose subject is the SQL override
-    this fixture with the both-backends ``settings``)."""
-    return with_viewer(sqlite_settings)
+    this fixture with the both-backends ``settings``), served over plain http."""
+    return plain_http(with_viewer(sqlite_settings))
 
 
 @pytest.fixture
@@ -430,7 +439,12 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            **UVICORN_OPTIONS,  # as `unitumour web` serves it
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

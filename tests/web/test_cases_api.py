@@ -15,7 +15,15 @@ from unitumour_dicom.db import AuditEvent, Delivery, Job, Slide
 from unitumour_dicom.runtime import Runtime
 from unitumour_dicom.synthetic import PhantomSlide
 
-from .conftest import Dispatches, SeededCase, csrf_from, login, seed_case, with_viewer
+from .conftest import (
+    Dispatches,
+    SeededCase,
+    csrf_from,
+    login,
+    plain_http,
+    seed_case,
+    with_viewer,
+)
 
 pytestmark = [pytest.mark.integration]
 
@@ -23,7 +31,7 @@ pytestmark = [pytest.mark.integration]
 @pytest.fixture
 def web_settings(settings: Settings) -> Settings:
     """This module's subject is SQL: both database backends."""
-    return with_viewer(settings)
+    return plain_http(with_viewer(settings))
 
 
 @pytest.fixture

@@ -37,17 +37,19 @@ def test_openapi_description_covers_the_api(client: TestClient) -> None:
     assert spec["components"]["securitySchemes"]["APIKeyCookie"]["in"] == "cookie"
 
 
-def test_schemathesis_finds_no_server_error(
-    client: TestClient, live_server: LiveServer, case: SeededCase, tmp_path: Path
-) -> None:
-    csrf = login(client, "ada")
-    cookie = client.cookies["unitumour_session"]
-    # the live server shares the app (and its secret key), so the cookie is valid there
-    report = tmp_path / "junit.xml"
+#: Operations that end the fuzzer's own session (it is on the server now, so ending it logs
+#: the fuzzer out): fuzzed last, on their own, so the rest runs logged in.
+SESSION_ENDING = r"^/api/(logout|sessions/\{session_id\}/end|users/\{username\}/sessions/end)$"
+
+
+def _schemathesis(
+    url: str, cookie: str, csrf: str, selection: list[str], report: Path, cwd: Path
+) -> subprocess.CompletedProcess[str]:
     command = [
         str(Path(sys.executable).parent / "schemathesis"),
         "run",
-        f"{live_server.url}/api/openapi.json",
+        f"{url}/api/openapi.json",
+        *selection,
         "--checks",
         "not_a_server_error",
         "--phases",
@@ -71,11 +73,39 @@ def test_schemathesis_finds_no_server_error(
         "--no-color",
     ]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": ""}
-    proc = subprocess.run(
-        command, capture_output=True, text=True, timeout=540, env=env, cwd=tmp_path, check=False
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=540, env=env, cwd=cwd, check=False
+    )
+
+
+def test_schemathesis_finds_no_server_error(
+    client: TestClient, live_server: LiveServer, case: SeededCase, tmp_path: Path
+) -> None:
+    csrf = login(client, "ada")
+    cookie = client.cookies["unitumour_session"]
+    # the live server shares the app (and its database), so the session is valid there
+    proc = _schemathesis(
+        live_server.url,
+        cookie,
+        csrf,
+        ["--exclude-path-regex", SESSION_ENDING],
+        tmp_path / "junit.xml",
+        tmp_path,
     )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "schemathesis.txt").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     assert "✅ Coverage" in proc.stdout and "✅ Fuzzing" in proc.stdout
     assert "Tested: 26" in proc.stdout or "Selected: " in proc.stdout
+    assert "Authentication failed" not in proc.stdout  # logged in all along
+    ending = _schemathesis(
+        live_server.url,
+        cookie,
+        csrf,
+        ["--include-path-regex", SESSION_ENDING],
+        tmp_path / "junit-ending.xml",
+        tmp_path,
+    )
+    (ARTIFACTS / "schemathesis-session-ending.txt").write_text(ending.stdout + ending.stderr)
+    assert ending.returncode == 0, ending.stdout[-6000:] + ending.stderr[-2000:]
+    assert "Tested: 3" in ending.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from ..db import migrate
+from ..permissions import private_dir
 from .common import run_guarded, state
 
 db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
@@ -13,7 +14,7 @@ db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
 def _url() -> str:
     settings = run_guarded(state.settings)
     if settings.database_url.startswith("sqlite:///"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
     return settings.database_url
 
 

@@ -10,6 +10,7 @@ import typer
 
 from ..db import JobState, migrate
 from ..errors import ConfigError
+from ..permissions import private_dir
 from .common import fail, run_guarded, state
 
 
@@ -48,7 +49,7 @@ def process(
     runtime = run_guarded(state.runtime)
     settings = runtime.settings
     if settings.database_url.startswith("sqlite:///"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
     run_guarded(_check_schema, settings.database_url)
 
     def show(outcome) -> None:  # type: ignore[no-untyped-def]

@@ -1,4 +1,5 @@
-"""``unitumour users add|list|disable|enable|passwd|role``: local users of the web app."""
+"""``unitumour users add|list|disable|enable|passwd|role|sessions|end-sessions``: local users
+of the web app and their open web sessions."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import typer
 
 from .. import users
 from ..db import UserRole
-from .common import run_guarded, state
+from ..login_sessions import list_sessions
+from .common import fail, run_guarded, state
 
 users_app = typer.Typer(help="Users of the web app (local accounts).", no_args_is_help=True)
 
@@ -122,3 +124,51 @@ def role(name: str, new_role: Annotated[UserRole, typer.Argument(metavar="ROLE")
     with runtime.session() as session:
         run_guarded(users.set_role, session=session, username=name, role=new_role, actor=_ACTOR)
     typer.echo(f"{name} is now {new_role.value}")
+
+
+def _when(value: object) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if hasattr(value, "strftime") else "-"
+
+
+@users_app.command("sessions")
+def sessions(
+    name: Annotated[str | None, typer.Argument(help="Only this user's sessions.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+) -> None:
+    """List open web sessions (of one user, or of all), newest first."""
+    runtime = run_guarded(state.runtime)
+    with runtime.session() as session:
+        if name is not None and users.get_user(session=session, username=name) is None:
+            fail(f"no user named {name!r}")
+        rows = list_sessions(session=session, username=name)
+        if as_json:
+            for r in rows:
+                typer.echo(
+                    json.dumps(
+                        {
+                            "id": r.id,
+                            "username": r.user.username,
+                            "created_at": r.created_at.isoformat(),
+                            "last_seen_at": r.last_seen_at.isoformat(),
+                            "expires_at": r.expires_at.isoformat(),
+                            "remote_addr": r.remote_addr,
+                            "user_agent": r.user_agent,
+                        }
+                    )
+                )
+            return
+        typer.echo(f"{'ID':>6} {'USER':<24} {'LOGGED IN':<21} {'LAST SEEN':<21} {'FROM':<16}")
+        for r in rows:
+            typer.echo(
+                f"{r.id:>6} {r.user.username:<24} {_when(r.created_at):<21} "
+                f"{_when(r.last_seen_at):<21} {r.remote_addr or '-':<16}"
+            )
+
+
+@users_app.command("end-sessions")
+def end_sessions(name: str) -> None:
+    """End every open web session of a user now (audited); the user can log in again."""
+    runtime = run_guarded(state.runtime)
+    with runtime.session() as session:
+        count = run_guarded(users.end_sessions, session=session, username=name, actor=_ACTOR)
+    typer.echo(f"ended {count} session(s) of {name}")

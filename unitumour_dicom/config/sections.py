@@ -386,8 +386,45 @@ class WebSettings(Section):
         default=None,
         description="Signs session cookies. Default: a random key kept in the data directory.",
     )
-    secure_cookies: bool = Field(default=False, description="Set behind HTTPS in production.")
-    session_hours: float = Field(default=8.0, gt=0, description="A login lasts this long.")
+    secure_cookies: bool = Field(
+        default=True,
+        description=(
+            "Mark the session cookie Secure (browsers send it over HTTPS only). Turn off only "
+            "to serve plain http on localhost, as the embedded demo does."
+        ),
+    )
+    session_hours: float = Field(
+        default=8.0,
+        gt=0,
+        description=(
+            "A log-in lasts this long (a server-side session; log-out, admins, password and "
+            "role changes end it sooner)."
+        ),
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1"],
+        description=(
+            "Addresses or networks of the reverse proxies whose X-Forwarded-For and "
+            "X-Forwarded-Proto are believed (the client address on record; https for HSTS). "
+            "Empty: believe no proxy."
+        ),
+    )
+    hsts_seconds: int = Field(
+        default=31_536_000,
+        ge=0,
+        description=(
+            "max-age of the Strict-Transport-Security header sent on requests that came over "
+            "HTTPS (directly, or from a trusted proxy). 0: no header."
+        ),
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for net in value:
+            ipaddress.ip_network(net, strict=False)
+        return value
+
     public_url: str | None = Field(
         default=None,
         description=(

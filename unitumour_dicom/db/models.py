@@ -303,6 +303,43 @@ class User(Base):
     last_login_at: Mapped[datetime | None]
 
 
+class LoginSession(Base):
+    """One log-in to the web app, held on the server so that it can be ended (log-out, an
+    admin, a password or role change, disabling the user) whoever holds a copy of the cookie.
+
+    Only the sha256 of the session token is kept: a copy of the database is no key to the
+    app. A row lives until its expires_at has passed; ended_at and end_reason say why a
+    session ended early.
+    """
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(256))
+
+    user: Mapped[User] = relationship()
+
+
+class LoginThrottle(Base):
+    """Failed log-ins per user name (known or not), counted so that the count and the check
+    are one conditional UPDATE: parallel requests cannot all pass a check that reads the
+    count before any of them has added to it."""
+
+    __tablename__ = "login_throttles"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime | None]
+
+
 @event.listens_for(Session, "before_flush")
 def _audit_is_append_only(session: Session, flush_context: Any, instances: Any) -> None:
     for obj in list(session.dirty) + list(session.deleted):

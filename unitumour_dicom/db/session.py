@@ -11,6 +11,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from ..permissions import private_sqlite_file
+
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
@@ -31,6 +33,8 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 5, pooled: boo
     ``pooled=False`` is for one-shot work (migrations, forked children) that must leave no
     connection behind.
     """
+    if url.startswith("sqlite"):
+        private_sqlite_file(url)  # owner-only, before SQLite makes it 0644 & umask
     if url.startswith("sqlite") or not pooled:
         extra: dict[str, Any] = {"poolclass": NullPool} if not pooled else {}
         if url.startswith("sqlite"):

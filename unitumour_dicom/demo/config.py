@@ -63,7 +63,9 @@ def demo_settings(
             "max_delay_s": 10.0,
             "timeout_s": 30.0,
         },
-        "web": {"host": "127.0.0.1", "port": ports.web},
+        # Plain http on 127.0.0.1: a Secure cookie would never come back (production keeps
+        # the default, secure_cookies = true, behind HTTPS).
+        "web": {"host": "127.0.0.1", "port": ports.web, "secure_cookies": False},
         "logging": {"level": "INFO"},
     }
 

@@ -13,7 +13,6 @@ crash leaves either the whole object or nothing (and a spool leftover that recon
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import IntegrityError, StoreError, StoreFullError
+from ..permissions import DIR_MODE, FILE_MODE, private_dir
 from .uids import validate_uid
 
 CHUNK = 1024 * 1024
@@ -68,8 +68,12 @@ def make_dirs_durable(path: Path) -> None:
         probe = probe.parent
     for directory in reversed(missing):
         # made meanwhile by another thread: fsync anyway, its creator may not have yet
-        with contextlib.suppress(FileExistsError):
-            directory.mkdir()
+        try:
+            directory.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            pass
+        else:
+            os.chmod(directory, DIR_MODE)  # owner-only whatever the umask
         fsync_dir(directory.parent)
 
 
@@ -79,8 +83,9 @@ class FileStore:
     def __init__(self, root: Path, *, min_free_percent: float = 0.0) -> None:
         self.root = Path(root).absolute()
         self.min_free_percent = min_free_percent
+        # Patient data: every folder we create is owner-only (0700), whatever the umask.
         for sub in ("instances", "results", "quarantine", "spool"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+            private_dir(self.root / sub)
 
     # -- paths ---------------------------------------------------------------------------
     @property
@@ -153,6 +158,7 @@ class FileStore:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+        os.chmod(source, FILE_MODE)  # owner-only, however its writer created it
         make_dirs_durable(dest.parent)
         try:
             os.link(source, dest)  # fails if dest appeared meanwhile: no silent overwrite
