@@ -30,7 +30,7 @@ from .cases import NotFoundError
 from .deps import LoginRequired, WebContext
 from .metrics import ServiceCollector
 from .pictures import PictureCache, PictureError
-from .security import COOKIE_NAME, SessionCodec, load_secret_key
+from .security import COOKIE_NAME, SessionCodec, load_secret_key, request_session
 from .viewer_assets import CLIENT, VIEWER, ViewerAssets
 
 log = logging.getLogger(__name__)
@@ -206,9 +206,15 @@ def create_app(
             request.url.path.startswith(("/api/", "/dicomweb"))
         )
         if wants_html:
+            # The page extends base.html like every page: it needs the path (navigation)
+            # and, for a logged-in user, the CSRF token of the log-out form.
             user = getattr(request.state, "auth_user", None)
             html = templates.get_template("error.html").render(
-                status_code=code, detail=detail, user=user or None
+                status_code=code,
+                detail=detail,
+                user=user or None,
+                path=request.url.path,
+                csrf_token=request_session(request).csrf,
             )
             return Response(html, code, media_type="text/html", headers=headers)
         return JSONResponse({"detail": detail}, status_code=code, headers=headers)
