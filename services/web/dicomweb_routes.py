@@ -38,8 +38,12 @@ _COMMON = {
 
 
 def _base(request: Request, ctx: Any) -> str:
+    """Where the endpoint is mounted, as written into RetrieveURL, BulkDataURI and
+    Content-Location: absolute from web.public_url when set, else root-relative (the
+    server's configured root path, never the Host header, which the client can forge).
+    Browsers (dicom-microscopy-viewer) resolve root-relative URLs against the page."""
     public = ctx.settings.web.public_url
-    root = public.rstrip("/") if public else str(request.base_url).rstrip("/")
+    root = public.rstrip("/") if public else str(request.scope.get("root_path", "")).rstrip("/")
     return f"{root}/dicomweb"
 
 
