@@ -96,7 +96,10 @@ def create_app(
         runtime=runtime,
         sessions=SessionCodec(load_secret_key(settings), settings.web.session_hours * 3600),
         templates=templates,
-        dicomweb=DicomWeb(runtime.store),
+        dicomweb=DicomWeb(
+            runtime.store,
+            max_frames_bytes=int(settings.web.dicomweb_max_frames_mb * 1024 * 1024),
+        ),
         pictures=PictureCache(),
         viewer=viewer,
         metrics=collector,

@@ -230,9 +230,15 @@ def instance_metadata(
     )
 
 
+_FRAMES_ROUTE = _wado("WADO-RS: frames of an instance, as stored or decoded", _FRAMES)
+_FRAMES_ROUTE["responses"][413] = {
+    "model": schemas.ErrorOut,
+    "description": "The frames asked for exceed web.dicomweb_max_frames_mb.",
+}
+
+
 @router.get(
-    "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
-    **_wado("WADO-RS: frames of an instance, as stored or decoded", _FRAMES),
+    "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", **_FRAMES_ROUTE
 )
 def instance_frames(
     request: Request,
@@ -247,7 +253,7 @@ def instance_frames(
         Path(
             max_length=2560,
             pattern=r"^[0-9]+(,[0-9]+)*$",
-            description="Frame numbers from 1, comma-separated.",
+            description="Frame numbers from 1, comma-separated, each at most once.",
         ),
     ],
     accept: Accept = None,

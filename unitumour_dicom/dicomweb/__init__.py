@@ -18,6 +18,7 @@ from .errors import (
     FrameNotFoundError,
     NotAcceptableError,
     ResourceNotFoundError,
+    ResponseTooLargeError,
 )
 from .service import DicomWeb, WebResponse
 
@@ -28,5 +29,6 @@ __all__ = [
     "FrameNotFoundError",
     "NotAcceptableError",
     "ResourceNotFoundError",
+    "ResponseTooLargeError",
     "WebResponse",
 ]

@@ -18,7 +18,12 @@ from sqlalchemy.orm import Session
 
 from ..store import FileStore
 from . import catalog, media
-from .errors import BadQueryError, FrameNotFoundError, NotAcceptableError
+from .errors import (
+    BadQueryError,
+    FrameNotFoundError,
+    NotAcceptableError,
+    ResponseTooLargeError,
+)
 from .metadata import (
     JsonCache,
     dataset_to_json,
@@ -32,6 +37,8 @@ from .pixels import LayoutCache, PixelDataLayout, decode_frame, read_frame
 log = logging.getLogger(__name__)
 
 MAX_FRAMES_PER_REQUEST = 256
+#: Default of ``DicomWeb.max_frames_bytes`` (web.dicomweb_max_frames_mb).
+DEFAULT_MAX_FRAMES_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -78,8 +85,12 @@ class DicomWeb:
     """The DICOMweb service over one store; ``base_url`` (per call) is where it is mounted,
     e.g. ``https://host/dicomweb``, and prefixes every URL it writes into responses."""
 
-    def __init__(self, store: FileStore) -> None:
+    def __init__(
+        self, store: FileStore, *, max_frames_bytes: int = DEFAULT_MAX_FRAMES_BYTES
+    ) -> None:
         self.store = store
+        #: Most bytes one frames response may carry (413 beyond).
+        self.max_frames_bytes = max_frames_bytes
         self.layouts = LayoutCache()
         self.json_cache = JsonCache()
 
@@ -239,15 +250,31 @@ class DicomWeb:
     # -- WADO-RS frames -----------------------------------------------------------------
     @staticmethod
     def parse_frame_list(text: str) -> list[int]:
-        numbers = []
+        """PS3.18 10.4.1.1.4: one or more frame numbers, each at most once, in any order.
+        A repeated number is refused: a frame list of 256 copies of one frame would
+        otherwise cost 256 reads and 256 parts for one frame's worth of data."""
+        numbers: list[int] = []
+        seen: set[int] = set()
         for piece in text.split(","):
             piece = piece.strip()
             if not piece.isdigit() or len(piece) > 9 or int(piece) < 1:
                 raise BadQueryError(f"frame number {piece[:20]!r} is not a positive integer")
-            numbers.append(int(piece))
-        if not numbers or len(numbers) > MAX_FRAMES_PER_REQUEST:
-            raise BadQueryError(f"ask for 1 to {MAX_FRAMES_PER_REQUEST} frames at a time")
+            n = int(piece)
+            if n in seen:
+                raise BadQueryError(f"frame {n} is asked for more than once")
+            seen.add(n)
+            numbers.append(n)
+            if len(numbers) > MAX_FRAMES_PER_REQUEST:
+                raise BadQueryError(f"ask for 1 to {MAX_FRAMES_PER_REQUEST} frames at a time")
         return numbers
+
+    @staticmethod
+    def frame_size(layout: PixelDataLayout, number: int, decode: bool) -> int:
+        """Bytes frame ``number`` takes in a response, known from the layout alone: the
+        stored fragments, or the native (decoded) frame."""
+        if layout.encapsulated and not decode and layout.fragments is not None:
+            return sum(length for _offset, length in layout.fragments[number - 1])
+        return layout.native_frame_length
 
     def frames(
         self,
@@ -260,6 +287,15 @@ class DicomWeb:
         sop_uid: str,
         frame_list: str,
     ) -> WebResponse:
+        """Frames of one instance, read from the store one at a time as the body is sent.
+
+        Before anything is sent, the frame list is checked (unique numbers within
+        1..NumberOfFrames, at most MAX_FRAMES_PER_REQUEST) and the response's size is
+        reckoned from the file's layout against ``max_frames_bytes`` (413 beyond it). The
+        first frame is read before the response starts, so that an unreadable file or a
+        missing decoder is a proper error status rather than a cut-off body; the others
+        are read while streaming, so memory holds one frame, whatever the list.
+        """
         numbers = self.parse_frame_list(frame_list)
         (record,) = catalog.find_instances(
             session, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid
@@ -279,28 +315,35 @@ class DicomWeb:
             encapsulated=layout.encapsulated,
             n_frames=len(numbers),
         )
-        payloads = [self._frame_bytes(path, layout, n, encoding.decode) for n in numbers]
-        syntax = encoding.transfer_syntax_uid
-        if not encoding.multipart:
-            return WebResponse(
-                200,
-                part_content_type(encoding.media_type, syntax),
-                payloads[0],
+        total = sum(self.frame_size(layout, n, encoding.decode) for n in numbers)
+        if total > self.max_frames_bytes:
+            raise ResponseTooLargeError(
+                f"the {len(numbers)} frames asked for come to {total} bytes, over the limit "
+                f"of {self.max_frames_bytes} (web.dicomweb_max_frames_mb); ask for fewer "
+                "frames at a time"
             )
+        syntax = encoding.transfer_syntax_uid
+        first = self._frame_bytes(path, layout, numbers[0], encoding.decode)
+        if not encoding.multipart:
+            return WebResponse(200, part_content_type(encoding.media_type, syntax), first)
         boundary = new_boundary()
         url = self._instance_url(base, record)
-        parts = [
-            Part(
-                part_content_type(encoding.media_type, syntax),
-                data=data,
-                location=f"{url}/frames/{n}",
-            )
-            for n, data in zip(numbers, payloads, strict=True)
-        ]
+        part_type = part_content_type(encoding.media_type, syntax)
+        decode = encoding.decode
+
+        ready = [first]  # handed over, then dropped: the stream keeps no frame it has sent
+        del first
+
+        def parts() -> Iterator[Part]:
+            for n in numbers:
+                data = ready.pop() if ready else self._frame_bytes(path, layout, n, decode)
+                yield Part(part_type, data=data, location=f"{url}/frames/{n}")
+                del data
+
         return WebResponse(
             200,
             content_type(encoding.media_type, boundary, syntax),
-            b"".join(iter_multipart(parts, boundary)),
+            iter_multipart(parts(), boundary),
         )
 
     @staticmethod
