@@ -20,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from prometheus_client import CollectorRegistry
 
 from unitumour_dicom import __version__
+from unitumour_dicom.access import AccessCoalescer, install_access_log_redaction
 from unitumour_dicom.config import Settings
 from unitumour_dicom.dicomweb import DicomWeb, DicomWebError
 from unitumour_dicom.runtime import Runtime
@@ -120,6 +121,10 @@ def create_app(
         openapi_url="/api/openapi.json",
     )
     app.state.ctx = ctx
+    # Access audit: frame and bulk data requests coalesced per user and instance; patient
+    # identifiers kept out of the HTTP access log's query strings.
+    app.state.access_coalescer = AccessCoalescer(settings.web.access_audit_window_s)
+    install_access_log_redaction()
     app.state.metrics_registry = registry
     templates.globals.update(version=__version__, viewer_version=VIEWER.version)
 

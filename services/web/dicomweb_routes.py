@@ -7,11 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request, Response
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 
 from unitumour_dicom.dicomweb import WebResponse
 
 from . import schemas
+from .access_audit import audit_access, dicomweb_target
 from .deps import ApiUser, Ctx, Db
+from .security import AuthUser
 
 router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
 
@@ -47,6 +50,28 @@ def _base(request: Request, ctx: Any) -> str:
     return f"{root}/dicomweb"
 
 
+def _answer(
+    request: Request,
+    db: Session,
+    user: AuthUser,
+    result: WebResponse,
+    view: str,
+    label: str,
+    *,
+    coalesce: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> Response:
+    """Record the access (before a byte is sent), then send ``result``."""
+    target = dicomweb_target(view, label, result.seen, coalesce=coalesce, extra=extra)
+    audit_access(request, db, user, target)
+    return _send(result)
+
+
+def _query(request: Request) -> dict[str, Any]:
+    """A search's parameters for the audit row (kept in the database, never logged)."""
+    return {"query": [[k[:64], v[:256]] for k, v in _params(request)[:50]]}
+
+
 def _send(result: WebResponse) -> Response:
     if isinstance(result.body, bytes):
         return Response(
@@ -69,31 +94,41 @@ def _params(request: Request) -> list[tuple[str, str]]:
 def search_studies(
     request: Request, ctx: Ctx, db: Db, user: ApiUser, accept: Accept = None
 ) -> Response:
-    return _send(ctx.dicomweb.search_studies(db, _params(request), accept, _base(request, ctx)))
+    result = ctx.dicomweb.search_studies(db, _params(request), accept, _base(request, ctx))
+    return _answer(
+        request, db, user, result, "dicomweb.search", "study search", extra=_query(request)
+    )
 
 
 @router.get("/series", **_qido("QIDO-RS: search for series"))
 def search_series(
     request: Request, ctx: Ctx, db: Db, user: ApiUser, accept: Accept = None
 ) -> Response:
-    return _send(ctx.dicomweb.search_series(db, _params(request), accept, _base(request, ctx)))
+    result = ctx.dicomweb.search_series(db, _params(request), accept, _base(request, ctx))
+    return _answer(
+        request, db, user, result, "dicomweb.search", "series search", extra=_query(request)
+    )
 
 
 @router.get("/instances", **_qido("QIDO-RS: search for instances"))
 def search_instances(
     request: Request, ctx: Ctx, db: Db, user: ApiUser, accept: Accept = None
 ) -> Response:
-    return _send(ctx.dicomweb.search_instances(db, _params(request), accept, _base(request, ctx)))
+    result = ctx.dicomweb.search_instances(db, _params(request), accept, _base(request, ctx))
+    return _answer(
+        request, db, user, result, "dicomweb.search", "instance search", extra=_query(request)
+    )
 
 
 @router.get("/studies/{study}/series", **_qido("QIDO-RS: search for series of a study"))
 def search_study_series(
     request: Request, ctx: Ctx, db: Db, user: ApiUser, study: UIDPath, accept: Accept = None
 ) -> Response:
-    return _send(
-        ctx.dicomweb.search_series(
-            db, _params(request), accept, _base(request, ctx), study_uid=study
-        )
+    result = ctx.dicomweb.search_series(
+        db, _params(request), accept, _base(request, ctx), study_uid=study
+    )
+    return _answer(
+        request, db, user, result, "dicomweb.search", "series search", extra=_query(request)
     )
 
 
@@ -101,10 +136,11 @@ def search_study_series(
 def search_study_instances(
     request: Request, ctx: Ctx, db: Db, user: ApiUser, study: UIDPath, accept: Accept = None
 ) -> Response:
-    return _send(
-        ctx.dicomweb.search_instances(
-            db, _params(request), accept, _base(request, ctx), study_uid=study
-        )
+    result = ctx.dicomweb.search_instances(
+        db, _params(request), accept, _base(request, ctx), study_uid=study
+    )
+    return _answer(
+        request, db, user, result, "dicomweb.search", "instance search", extra=_query(request)
     )
 
 
@@ -121,10 +157,11 @@ def search_series_instances(
     series: UIDPath,
     accept: Accept = None,
 ) -> Response:
-    return _send(
-        ctx.dicomweb.search_instances(
-            db, _params(request), accept, _base(request, ctx), study_uid=study, series_uid=series
-        )
+    result = ctx.dicomweb.search_instances(
+        db, _params(request), accept, _base(request, ctx), study_uid=study, series_uid=series
+    )
+    return _answer(
+        request, db, user, result, "dicomweb.search", "instance search", extra=_query(request)
     )
 
 
@@ -136,14 +173,16 @@ def _wado(summary: str, content: dict[str, Any]) -> dict[str, Any]:
 def retrieve_study(
     request: Request, ctx: Ctx, db: Db, user: ApiUser, study: UIDPath, accept: Accept = None
 ) -> Response:
-    return _send(ctx.dicomweb.retrieve(db, accept, _base(request, ctx), study_uid=study))
+    result = ctx.dicomweb.retrieve(db, accept, _base(request, ctx), study_uid=study)
+    return _answer(request, db, user, result, "dicomweb.retrieve", "retrieve of a study")
 
 
 @router.get("/studies/{study}/metadata", **_wado("WADO-RS: metadata of a study", _JSON))
 def study_metadata(
     request: Request, ctx: Ctx, db: Db, user: ApiUser, study: UIDPath, accept: Accept = None
 ) -> Response:
-    return _send(ctx.dicomweb.metadata(db, accept, _base(request, ctx), study_uid=study))
+    result = ctx.dicomweb.metadata(db, accept, _base(request, ctx), study_uid=study)
+    return _answer(request, db, user, result, "dicomweb.metadata", "metadata of a study")
 
 
 @router.get("/studies/{study}/series/{series}", **_wado("WADO-RS: retrieve a series", _MULTIPART))
@@ -156,9 +195,10 @@ def retrieve_series(
     series: UIDPath,
     accept: Accept = None,
 ) -> Response:
-    return _send(
-        ctx.dicomweb.retrieve(db, accept, _base(request, ctx), study_uid=study, series_uid=series)
+    result = ctx.dicomweb.retrieve(
+        db, accept, _base(request, ctx), study_uid=study, series_uid=series
     )
+    return _answer(request, db, user, result, "dicomweb.retrieve", "retrieve of a series")
 
 
 @router.get(
@@ -173,9 +213,10 @@ def series_metadata(
     series: UIDPath,
     accept: Accept = None,
 ) -> Response:
-    return _send(
-        ctx.dicomweb.metadata(db, accept, _base(request, ctx), study_uid=study, series_uid=series)
+    result = ctx.dicomweb.metadata(
+        db, accept, _base(request, ctx), study_uid=study, series_uid=series
     )
+    return _answer(request, db, user, result, "dicomweb.metadata", "metadata of a series")
 
 
 @router.get(
@@ -192,16 +233,10 @@ def retrieve_instance(
     instance: UIDPath,
     accept: Accept = None,
 ) -> Response:
-    return _send(
-        ctx.dicomweb.retrieve(
-            db,
-            accept,
-            _base(request, ctx),
-            study_uid=study,
-            series_uid=series,
-            sop_uid=instance,
-        )
+    result = ctx.dicomweb.retrieve(
+        db, accept, _base(request, ctx), study_uid=study, series_uid=series, sop_uid=instance
     )
+    return _answer(request, db, user, result, "dicomweb.retrieve", "retrieve of an instance")
 
 
 @router.get(
@@ -218,16 +253,10 @@ def instance_metadata(
     instance: UIDPath,
     accept: Accept = None,
 ) -> Response:
-    return _send(
-        ctx.dicomweb.metadata(
-            db,
-            accept,
-            _base(request, ctx),
-            study_uid=study,
-            series_uid=series,
-            sop_uid=instance,
-        )
+    result = ctx.dicomweb.metadata(
+        db, accept, _base(request, ctx), study_uid=study, series_uid=series, sop_uid=instance
     )
+    return _answer(request, db, user, result, "dicomweb.metadata", "metadata of an instance")
 
 
 _FRAMES_ROUTE = _wado("WADO-RS: frames of an instance, as stored or decoded", _FRAMES)
@@ -258,16 +287,24 @@ def instance_frames(
     ],
     accept: Accept = None,
 ) -> Response:
-    return _send(
-        ctx.dicomweb.frames(
-            db,
-            accept,
-            _base(request, ctx),
-            study_uid=study,
-            series_uid=series,
-            sop_uid=instance,
-            frame_list=frames,
-        )
+    result = ctx.dicomweb.frames(
+        db,
+        accept,
+        _base(request, ctx),
+        study_uid=study,
+        series_uid=series,
+        sop_uid=instance,
+        frame_list=frames,
+    )
+    return _answer(
+        request,
+        db,
+        user,
+        result,
+        "dicomweb.frames",
+        "frames of an instance",
+        coalesce=True,
+        extra={"frames": frames[:200]},
     )
 
 
@@ -286,14 +323,22 @@ def instance_bulkdata(
     tag_path: Annotated[str, Path(max_length=400, description="TAG[/ITEM/TAG]...")],
     accept: Accept = None,
 ) -> Response:
-    return _send(
-        ctx.dicomweb.bulkdata(
-            db,
-            accept,
-            _base(request, ctx),
-            study_uid=study,
-            series_uid=series,
-            sop_uid=instance,
-            tag_path=tag_path,
-        )
+    result = ctx.dicomweb.bulkdata(
+        db,
+        accept,
+        _base(request, ctx),
+        study_uid=study,
+        series_uid=series,
+        sop_uid=instance,
+        tag_path=tag_path,
+    )
+    return _answer(
+        request,
+        db,
+        user,
+        result,
+        "dicomweb.bulkdata",
+        "bulk data of an instance",
+        coalesce=True,
+        extra={"tag_path": tag_path[:100]},
     )

@@ -355,6 +355,14 @@ class WebSettings(Section):
             "asks for one tile at a time."
         ),
     )
+    access_audit_window_s: float = Field(
+        default=300.0,
+        ge=0,
+        description=(
+            "Access audit: DICOMweb frame and bulk data requests of one instance by one user "
+            "within this many seconds are one audit row (per web process); 0 records each."
+        ),
+    )
     viewer_dir: Path | None = Field(
         default=None,
         description=(

@@ -20,7 +20,7 @@ from .errors import (
     ResourceNotFoundError,
     ResponseTooLargeError,
 )
-from .service import DicomWeb, WebResponse
+from .service import DicomWeb, Seen, WebResponse
 
 __all__ = [
     "BadQueryError",
@@ -30,5 +30,6 @@ __all__ = [
     "NotAcceptableError",
     "ResourceNotFoundError",
     "ResponseTooLargeError",
+    "Seen",
     "WebResponse",
 ]

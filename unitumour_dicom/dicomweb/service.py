@@ -41,14 +41,42 @@ MAX_FRAMES_PER_REQUEST = 256
 DEFAULT_MAX_FRAMES_BYTES = 64 * 1024 * 1024
 
 
+@dataclass(frozen=True)
+class Seen:
+    """What a response shows of the archive, for the access audit: the cases (slides),
+    patients, studies, series and instances in it."""
+
+    slide_ids: tuple[int, ...] = ()
+    patient_ids: tuple[str, ...] = ()
+    study_uids: tuple[str, ...] = ()
+    series_uids: tuple[str, ...] = ()
+    sop_uids: tuple[str, ...] = ()
+
+    @classmethod
+    def of_instances(cls, records: Sequence[catalog.InstanceRecord]) -> Seen:
+        return cls(
+            slide_ids=_unique(r.slide_id for r in records),
+            patient_ids=_unique(r.patient_id for r in records),
+            study_uids=_unique(r.study_instance_uid for r in records),
+            series_uids=_unique(r.series_instance_uid for r in records),
+            sop_uids=_unique(r.sop_instance_uid for r in records),
+        )
+
+
+def _unique(values: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(dict.fromkeys(v for v in values if v is not None and v != ""))
+
+
 @dataclass
 class WebResponse:
-    """What to send: status, Content-Type, body (bytes or a stream of chunks), headers."""
+    """What to send: status, Content-Type, body (bytes or a stream of chunks), headers,
+    and what it shows (for the access audit)."""
 
     status: int
     content_type: str
     body: bytes | Iterator[bytes]
     headers: dict[str, str] = field(default_factory=dict)
+    seen: Seen = field(default_factory=Seen)
 
     def read(self) -> bytes:
         """The whole body (tests and small responses)."""
@@ -115,7 +143,8 @@ class DicomWeb:
         mime = media.negotiate_json(accept)
         query = catalog.parse_query(params)
         items = []
-        for s in catalog.search_studies(session, query):
+        studies = catalog.search_studies(session, query)
+        for s in studies:
             items.append(
                 {
                     "00080020": _attr("DA", s.study_date),
@@ -129,7 +158,14 @@ class DicomWeb:
                     "00201208": _attr("IS", s.number_of_instances),
                 }
             )
-        return _json_response(items, mime, query.unsupported)
+        response = _json_response(items, mime, query.unsupported)
+        study_uids = _unique(s.study_instance_uid for s in studies)
+        response.seen = Seen(
+            slide_ids=tuple(catalog.slide_ids_of(session, study_uids=study_uids)),
+            patient_ids=_unique(s.patient_id for s in studies),
+            study_uids=study_uids,
+        )
+        return response
 
     def search_series(
         self,
@@ -145,7 +181,8 @@ class DicomWeb:
         if study_uid is not None:
             catalog.find_instances(session, study_uid=study_uid)  # 404 for an unknown study
         items = []
-        for s in catalog.search_series(session, query, study_uid=study_uid):
+        found = catalog.search_series(session, query, study_uid=study_uid)
+        for s in found:
             items.append(
                 {
                     "00080020": _attr("DA", s.study_date),
@@ -161,7 +198,15 @@ class DicomWeb:
                     "00201209": _attr("IS", s.number_of_instances),
                 }
             )
-        return _json_response(items, mime, query.unsupported)
+        response = _json_response(items, mime, query.unsupported)
+        series_uids = _unique(s.series_instance_uid for s in found)
+        response.seen = Seen(
+            slide_ids=tuple(catalog.slide_ids_of(session, series_uids=series_uids)),
+            patient_ids=_unique(s.patient_id for s in found),
+            study_uids=_unique(s.study_instance_uid for s in found),
+            series_uids=series_uids,
+        )
+        return response
 
     def search_instances(
         self,
@@ -178,9 +223,10 @@ class DicomWeb:
         if study_uid is not None:
             catalog.find_instances(session, study_uid=study_uid, series_uid=series_uid)
         items = []
-        for r in catalog.search_instances(
+        records = catalog.search_instances(
             session, query, study_uid=study_uid, series_uid=series_uid
-        ):
+        )
+        for r in records:
             items.append(
                 {
                     "00080016": _attr("UI", r.sop_class_uid),
@@ -198,7 +244,9 @@ class DicomWeb:
                     "00480007": _attr("UL", r.total_pixel_matrix_rows),
                 }
             )
-        return _json_response(items, mime, query.unsupported)
+        response = _json_response(items, mime, query.unsupported)
+        response.seen = Seen.of_instances(records)
+        return response
 
     # -- WADO-RS metadata ---------------------------------------------------------------
     def instance_json(self, record: catalog.InstanceRecord, base: str) -> dict[str, Any]:
@@ -243,9 +291,10 @@ class DicomWeb:
                 yield json.dumps(self.instance_json(record, base), separators=(",", ":")).encode()
             yield b"]"
 
+        seen = Seen.of_instances(records)
         if len(records) == 1:
-            return WebResponse(200, mime, b"".join(stream()))
-        return WebResponse(200, mime, stream())
+            return WebResponse(200, mime, b"".join(stream()), seen=seen)
+        return WebResponse(200, mime, stream(), seen=seen)
 
     # -- WADO-RS frames -----------------------------------------------------------------
     @staticmethod
@@ -324,8 +373,11 @@ class DicomWeb:
             )
         syntax = encoding.transfer_syntax_uid
         first = self._frame_bytes(path, layout, numbers[0], encoding.decode)
+        seen = Seen.of_instances([record])
         if not encoding.multipart:
-            return WebResponse(200, part_content_type(encoding.media_type, syntax), first)
+            return WebResponse(
+                200, part_content_type(encoding.media_type, syntax), first, seen=seen
+            )
         boundary = new_boundary()
         url = self._instance_url(base, record)
         part_type = part_content_type(encoding.media_type, syntax)
@@ -344,6 +396,7 @@ class DicomWeb:
             200,
             content_type(encoding.media_type, boundary, syntax),
             iter_multipart(parts(), boundary),
+            seen=seen,
         )
 
     @staticmethod
@@ -378,6 +431,7 @@ class DicomWeb:
                     "(ask for transfer-syntax=* or the stored syntax)"
                 )
             files.append((record, path, syntax))
+        seen = Seen.of_instances(records)
         if not multipart:
             record, path, syntax = files[0]
             return WebResponse(
@@ -385,6 +439,7 @@ class DicomWeb:
                 f"application/dicom; transfer-syntax={syntax}",
                 _file_chunks(path),
                 {"Content-Length": str(path.stat().st_size)},
+                seen=seen,
             )
         boundary = new_boundary()
         parts = [
@@ -396,7 +451,10 @@ class DicomWeb:
             for record, path, syntax in files
         ]
         return WebResponse(
-            200, content_type("application/dicom", boundary), iter_multipart(parts, boundary)
+            200,
+            content_type("application/dicom", boundary),
+            iter_multipart(parts, boundary),
+            seen=seen,
         )
 
     # -- WADO-RS bulk data --------------------------------------------------------------
@@ -417,6 +475,7 @@ class DicomWeb:
             session, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid
         )
         path = self.store.abspath(record.path)
+        seen = Seen.of_instances([record])
         if path_tags == (0x7FE00010,):
             layout = self.layouts.get(path)
             if layout.value_offset is None and not layout.needs_full_read:
@@ -434,14 +493,17 @@ class DicomWeb:
                 for n in range(1, layout.number_of_frames + 1)
             )
             return WebResponse(
-                200, content_type(media_type, boundary), iter_multipart(frames, boundary)
+                200,
+                content_type(media_type, boundary),
+                iter_multipart(frames, boundary),
+                seen=seen,
             )
         value = find_bulkdata(read_header(path), path_tags)
         if not multipart:
-            return WebResponse(200, "application/octet-stream", value)
+            return WebResponse(200, "application/octet-stream", value, seen=seen)
         boundary = new_boundary()
         body = b"".join(iter_multipart([Part("application/octet-stream", data=value)], boundary))
-        return WebResponse(200, content_type("application/octet-stream", boundary), body)
+        return WebResponse(200, content_type("application/octet-stream", boundary), body, seen=seen)
 
 
 def _file_chunks(path: Any, chunk: int = 1024 * 1024) -> Iterator[bytes]:
