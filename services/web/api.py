@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from . import actions, cases, schemas
+from .access_audit import access_log, audit_access, case_list_target, case_target
 from .deps import ApiAdmin, ApiUser, ApiUserCsrf, Ctx, Db, Id
 from .pages import attempt_login, filters_from_query, log_out, overlay_response
 from .security import request_session
@@ -66,6 +67,7 @@ def me(request: Request, user: ApiUser) -> schemas.Me:
     responses={**_ERRORS, 400: {"model": schemas.ErrorOut, "description": "Bad filter."}},
 )
 def list_cases(
+    request: Request,
     db: Db,
     user: ApiUser,
     q: Annotated[
@@ -94,7 +96,9 @@ def list_cases(
         )  # fmt: skip
     except ValueError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
-    return cases.list_cases(db, filters)
+    page = cases.list_cases(db, filters)
+    audit_access(request, db, user, case_list_target(page, "the case list (API)"))
+    return page
 
 
 @router.get(
@@ -102,10 +106,13 @@ def list_cases(
     response_model=schemas.CaseDetail,
     responses={**_ERRORS, 404: {"model": schemas.ErrorOut, "description": "No such case."}},
 )
-def get_case(db: Db, user: ApiUser, slide_id: Id) -> schemas.CaseDetail:
+def get_case(request: Request, db: Db, user: ApiUser, slide_id: Id) -> schemas.CaseDetail:
     """Everything on record for a case: instances, jobs with stage timings, model card,
-    SEG UIDs, deliveries with every attempt, and the audit events."""
-    return cases.case_detail(db, slide_id)
+    SEG UIDs, deliveries with every attempt, the audit events, and who looked at it."""
+    detail = cases.case_detail(db, slide_id)
+    audit_access(request, db, user, case_target("case.record", "the API record", detail.slide))
+    detail.access = access_log(db, slide_id)
+    return detail
 
 
 @router.get(
@@ -121,7 +128,7 @@ def get_case(db: Db, user: ApiUser, slide_id: Id) -> schemas.CaseDetail:
 )
 def overlay(request: Request, ctx: Ctx, db: Db, user: ApiUser, slide_id: Id) -> Response:
     """The slide thumbnail with the latest SEG drawn as outline and translucent fill."""
-    return overlay_response(request, ctx, db, slide_id)
+    return overlay_response(request, ctx, db, user, slide_id)
 
 
 @router.get("/models", response_model=list[schemas.ModelCardOut], responses=_ERRORS)

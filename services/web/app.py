@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from unitumour_dicom import __version__
+from unitumour_dicom.access import AccessCoalescer, install_access_log_redaction
 from unitumour_dicom.config import Settings
 from unitumour_dicom.dicomweb import DicomWeb, DicomWebError
 from unitumour_dicom.runtime import Runtime
@@ -32,7 +33,7 @@ from .cases import NotFoundError
 from .deps import LoginRequired, WebContext
 from .metrics import ServiceCollector
 from .pictures import PictureCache, PictureError
-from .security import COOKIE_NAME, SessionCodec, load_secret_key
+from .security import COOKIE_NAME, SessionCodec, load_secret_key, request_session
 from .validation import validation_error
 from .viewer_assets import CLIENT, VIEWER, ViewerAssets
 
@@ -99,7 +100,10 @@ def create_app(
         runtime=runtime,
         sessions=SessionCodec(load_secret_key(settings), settings.web.session_hours * 3600),
         templates=templates,
-        dicomweb=DicomWeb(runtime.store),
+        dicomweb=DicomWeb(
+            runtime.store,
+            max_frames_bytes=int(settings.web.dicomweb_max_frames_mb * 1024 * 1024),
+        ),
         pictures=PictureCache(),
         viewer=viewer,
         metrics=collector,
@@ -120,6 +124,10 @@ def create_app(
         openapi_url="/api/openapi.json",
     )
     app.state.ctx = ctx
+    # Access audit: frame and bulk data requests coalesced per user and instance; patient
+    # identifiers kept out of the HTTP access log's query strings.
+    app.state.access_coalescer = AccessCoalescer(settings.web.access_audit_window_s)
+    install_access_log_redaction()
     app.state.metrics_registry = registry
     templates.globals.update(version=__version__, viewer_version=VIEWER.version)
 
@@ -218,9 +226,15 @@ def create_app(
             request.url.path.startswith(("/api/", "/dicomweb"))
         )
         if wants_html:
+            # The page extends base.html like every page: it needs the path (navigation)
+            # and, for a logged-in user, the CSRF token of the log-out form.
             user = getattr(request.state, "auth_user", None)
             html = templates.get_template("error.html").render(
-                status_code=code, detail=detail, user=user or None
+                status_code=code,
+                detail=detail,
+                user=user or None,
+                path=request.url.path,
+                csrf_token=request_session(request).csrf,
             )
             return Response(html, code, media_type="text/html", headers=headers)
         return JSONResponse({"detail": detail}, status_code=code, headers=headers)

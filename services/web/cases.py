@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, aliased, selectinload
 
+from unitumour_dicom.access import AccessEvent
 from unitumour_dicom.db import (
     Association,
     AuditEvent,
@@ -226,7 +227,7 @@ def case_detail(session: Session, slide_id: int) -> schemas.CaseDetail:
     audit = list(
         session.scalars(
             select(AuditEvent)
-            .where(or_(*conditions))
+            .where(or_(*conditions), AuditEvent.event != AccessEvent.VIEWED)
             .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
             .limit(AUDIT_LIMIT)
         )

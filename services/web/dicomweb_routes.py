@@ -7,11 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request, Response
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 
 from unitumour_dicom.dicomweb import WebResponse
 
 from . import schemas
+from .access_audit import audit_access, dicomweb_target
 from .deps import ApiUser, Ctx, Db
+from .security import AuthUser
 
 router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
 
@@ -38,9 +41,35 @@ _COMMON = {
 
 
 def _base(request: Request, ctx: Any) -> str:
+    """Where the endpoint is mounted, as written into RetrieveURL, BulkDataURI and
+    Content-Location: absolute from web.public_url when set, else root-relative (the
+    server's configured root path, never the Host header, which the client can forge).
+    Browsers (dicom-microscopy-viewer) resolve root-relative URLs against the page."""
     public = ctx.settings.web.public_url
-    root = public.rstrip("/") if public else str(request.base_url).rstrip("/")
+    root = public.rstrip("/") if public else str(request.scope.get("root_path", "")).rstrip("/")
     return f"{root}/dicomweb"
+
+
+def _answer(
+    request: Request,
+    db: Session,
+    user: AuthUser,
+    result: WebResponse,
+    view: str,
+    label: str,
+    *,
+    coalesce: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> Response:
+    """Record the access (before a byte is sent), then send ``result``."""
+    target = dicomweb_target(view, label, result.seen, coalesce=coalesce, extra=extra)
+    audit_access(request, db, user, target)
+    return _send(result)
+
+
+def _query(request: Request) -> dict[str, Any]:
+    """A search's parameters for the audit row (kept in the database, never logged)."""
+    return {"query": [[k[:64], v[:256]] for k, v in _params(request)[:50]]}
 
 
 def _send(result: WebResponse) -> Response:
@@ -65,31 +94,41 @@ def _params(request: Request) -> list[tuple[str, str]]:
 def search_studies(
     request: Request, ctx: Ctx, db: Db, user: ApiUser, accept: Accept = None
 ) -> Response:
-    return _send(ctx.dicomweb.search_studies(db, _params(request), accept, _base(request, ctx)))
+    result = ctx.dicomweb.search_studies(db, _params(request), accept, _base(request, ctx))
+    return _answer(
+        request, db, user, result, "dicomweb.search", "study search", extra=_query(request)
+    )
 
 
 @router.get("/series", **_qido("QIDO-RS: search for series"))
 def search_series(
     request: Request, ctx: Ctx, db: Db, user: ApiUser, accept: Accept = None
 ) -> Response:
-    return _send(ctx.dicomweb.search_series(db, _params(request), accept, _base(request, ctx)))
+    result = ctx.dicomweb.search_series(db, _params(request), accept, _base(request, ctx))
+    return _answer(
+        request, db, user, result, "dicomweb.search", "series search", extra=_query(request)
+    )
 
 
 @router.get("/instances", **_qido("QIDO-RS: search for instances"))
 def search_instances(
     request: Request, ctx: Ctx, db: Db, user: ApiUser, accept: Accept = None
 ) -> Response:
-    return _send(ctx.dicomweb.search_instances(db, _params(request), accept, _base(request, ctx)))
+    result = ctx.dicomweb.search_instances(db, _params(request), accept, _base(request, ctx))
+    return _answer(
+        request, db, user, result, "dicomweb.search", "instance search", extra=_query(request)
+    )
 
 
 @router.get("/studies/{study}/series", **_qido("QIDO-RS: search for series of a study"))
 def search_study_series(
     request: Request, ctx: Ctx, db: Db, user: ApiUser, study: UIDPath, accept: Accept = None
 ) -> Response:
-    return _send(
-        ctx.dicomweb.search_series(
-            db, _params(request), accept, _base(request, ctx), study_uid=study
-        )
+    result = ctx.dicomweb.search_series(
+        db, _params(request), accept, _base(request, ctx), study_uid=study
+    )
+    return _answer(
+        request, db, user, result, "dicomweb.search", "series search", extra=_query(request)
     )
 
 
@@ -97,10 +136,11 @@ def search_study_series(
 def search_study_instances(
     request: Request, ctx: Ctx, db: Db, user: ApiUser, study: UIDPath, accept: Accept = None
 ) -> Response:
-    return _send(
-        ctx.dicomweb.search_instances(
-            db, _params(request), accept, _base(request, ctx), study_uid=study
-        )
+    result = ctx.dicomweb.search_instances(
+        db, _params(request), accept, _base(request, ctx), study_uid=study
+    )
+    return _answer(
+        request, db, user, result, "dicomweb.search", "instance search", extra=_query(request)
     )
 
 
@@ -117,10 +157,11 @@ def search_series_instances(
     series: UIDPath,
     accept: Accept = None,
 ) -> Response:
-    return _send(
-        ctx.dicomweb.search_instances(
-            db, _params(request), accept, _base(request, ctx), study_uid=study, series_uid=series
-        )
+    result = ctx.dicomweb.search_instances(
+        db, _params(request), accept, _base(request, ctx), study_uid=study, series_uid=series
+    )
+    return _answer(
+        request, db, user, result, "dicomweb.search", "instance search", extra=_query(request)
     )
 
 
@@ -132,14 +173,16 @@ def _wado(summary: str, content: dict[str, Any]) -> dict[str, Any]:
 def retrieve_study(
     request: Request, ctx: Ctx, db: Db, user: ApiUser, study: UIDPath, accept: Accept = None
 ) -> Response:
-    return _send(ctx.dicomweb.retrieve(db, accept, _base(request, ctx), study_uid=study))
+    result = ctx.dicomweb.retrieve(db, accept, _base(request, ctx), study_uid=study)
+    return _answer(request, db, user, result, "dicomweb.retrieve", "retrieve of a study")
 
 
 @router.get("/studies/{study}/metadata", **_wado("WADO-RS: metadata of a study", _JSON))
 def study_metadata(
     request: Request, ctx: Ctx, db: Db, user: ApiUser, study: UIDPath, accept: Accept = None
 ) -> Response:
-    return _send(ctx.dicomweb.metadata(db, accept, _base(request, ctx), study_uid=study))
+    result = ctx.dicomweb.metadata(db, accept, _base(request, ctx), study_uid=study)
+    return _answer(request, db, user, result, "dicomweb.metadata", "metadata of a study")
 
 
 @router.get("/studies/{study}/series/{series}", **_wado("WADO-RS: retrieve a series", _MULTIPART))
@@ -152,9 +195,10 @@ def retrieve_series(
     series: UIDPath,
     accept: Accept = None,
 ) -> Response:
-    return _send(
-        ctx.dicomweb.retrieve(db, accept, _base(request, ctx), study_uid=study, series_uid=series)
+    result = ctx.dicomweb.retrieve(
+        db, accept, _base(request, ctx), study_uid=study, series_uid=series
     )
+    return _answer(request, db, user, result, "dicomweb.retrieve", "retrieve of a series")
 
 
 @router.get(
@@ -169,9 +213,10 @@ def series_metadata(
     series: UIDPath,
     accept: Accept = None,
 ) -> Response:
-    return _send(
-        ctx.dicomweb.metadata(db, accept, _base(request, ctx), study_uid=study, series_uid=series)
+    result = ctx.dicomweb.metadata(
+        db, accept, _base(request, ctx), study_uid=study, series_uid=series
     )
+    return _answer(request, db, user, result, "dicomweb.metadata", "metadata of a series")
 
 
 @router.get(
@@ -188,16 +233,10 @@ def retrieve_instance(
     instance: UIDPath,
     accept: Accept = None,
 ) -> Response:
-    return _send(
-        ctx.dicomweb.retrieve(
-            db,
-            accept,
-            _base(request, ctx),
-            study_uid=study,
-            series_uid=series,
-            sop_uid=instance,
-        )
+    result = ctx.dicomweb.retrieve(
+        db, accept, _base(request, ctx), study_uid=study, series_uid=series, sop_uid=instance
     )
+    return _answer(request, db, user, result, "dicomweb.retrieve", "retrieve of an instance")
 
 
 @router.get(
@@ -214,21 +253,21 @@ def instance_metadata(
     instance: UIDPath,
     accept: Accept = None,
 ) -> Response:
-    return _send(
-        ctx.dicomweb.metadata(
-            db,
-            accept,
-            _base(request, ctx),
-            study_uid=study,
-            series_uid=series,
-            sop_uid=instance,
-        )
+    result = ctx.dicomweb.metadata(
+        db, accept, _base(request, ctx), study_uid=study, series_uid=series, sop_uid=instance
     )
+    return _answer(request, db, user, result, "dicomweb.metadata", "metadata of an instance")
+
+
+_FRAMES_ROUTE = _wado("WADO-RS: frames of an instance, as stored or decoded", _FRAMES)
+_FRAMES_ROUTE["responses"][413] = {
+    "model": schemas.ErrorOut,
+    "description": "The frames asked for exceed web.dicomweb_max_frames_mb.",
+}
 
 
 @router.get(
-    "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
-    **_wado("WADO-RS: frames of an instance, as stored or decoded", _FRAMES),
+    "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", **_FRAMES_ROUTE
 )
 def instance_frames(
     request: Request,
@@ -243,21 +282,29 @@ def instance_frames(
         Path(
             max_length=2560,
             pattern=r"^[0-9]+(,[0-9]+)*$",
-            description="Frame numbers from 1, comma-separated.",
+            description="Frame numbers from 1, comma-separated, each at most once.",
         ),
     ],
     accept: Accept = None,
 ) -> Response:
-    return _send(
-        ctx.dicomweb.frames(
-            db,
-            accept,
-            _base(request, ctx),
-            study_uid=study,
-            series_uid=series,
-            sop_uid=instance,
-            frame_list=frames,
-        )
+    result = ctx.dicomweb.frames(
+        db,
+        accept,
+        _base(request, ctx),
+        study_uid=study,
+        series_uid=series,
+        sop_uid=instance,
+        frame_list=frames,
+    )
+    return _answer(
+        request,
+        db,
+        user,
+        result,
+        "dicomweb.frames",
+        "frames of an instance",
+        coalesce=True,
+        extra={"frames": frames[:200]},
     )
 
 
@@ -276,14 +323,22 @@ def instance_bulkdata(
     tag_path: Annotated[str, Path(max_length=400, description="TAG[/ITEM/TAG]...")],
     accept: Accept = None,
 ) -> Response:
-    return _send(
-        ctx.dicomweb.bulkdata(
-            db,
-            accept,
-            _base(request, ctx),
-            study_uid=study,
-            series_uid=series,
-            sop_uid=instance,
-            tag_path=tag_path,
-        )
+    result = ctx.dicomweb.bulkdata(
+        db,
+        accept,
+        _base(request, ctx),
+        study_uid=study,
+        series_uid=series,
+        sop_uid=instance,
+        tag_path=tag_path,
+    )
+    return _answer(
+        request,
+        db,
+        user,
+        result,
+        "dicomweb.bulkdata",
+        "bulk data of an instance",
+        coalesce=True,
+        extra={"tag_path": tag_path[:100]},
     )

@@ -10,10 +10,12 @@ from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
+from unitumour_dicom.db import Slide
 from unitumour_dicom.login_sessions import EndReason, end_session
 from unitumour_dicom.logins import log_in
 
 from . import actions, cases
+from .access_audit import access_log, audit_access, case_list_target, case_target
 from .deps import Ctx, Db, Id, PageUser, WebContext, check_form_csrf, optional_user
 from .pictures import case_overlay_png
 from .security import (
@@ -210,6 +212,8 @@ def case_list(
         return "/cases?" + urlencode({**active, "page": n, "page_size": page_size})
 
     n_pages = max(1, -(-result.total // page_size)) if result else 1
+    if result is not None:
+        audit_access(request, db, user, case_list_target(result, "the case list"))
     return render(
         request,
         ctx,
@@ -238,6 +242,8 @@ def case_page(
     done: Annotated[str | None, Query(max_length=16)] = None,
 ) -> Response:
     detail = cases.case_detail(db, slide_id)
+    audit_access(request, db, user, case_target("case.page", "the page", detail.slide))
+    detail.access = access_log(db, slide_id)
     return render(
         request,
         ctx,
@@ -252,10 +258,14 @@ def case_page(
 
 @router.get("/cases/{slide_id}/overlay.png")
 def case_picture(request: Request, ctx: Ctx, db: Db, user: PageUser, slide_id: Id) -> Response:
-    return overlay_response(request, ctx, db, slide_id)
+    return overlay_response(request, ctx, db, user, slide_id)
 
 
-def overlay_response(request: Request, ctx: WebContext, db: Session, slide_id: int) -> Response:
+def overlay_response(
+    request: Request, ctx: WebContext, db: Session, user: AuthUser, slide_id: int
+) -> Response:
+    """The case picture (page and API), its access recorded (a 304 included: the browser
+    shows its copy)."""
     png, etag = case_overlay_png(
         session=db,
         store=ctx.runtime.store,
@@ -263,6 +273,9 @@ def overlay_response(request: Request, ctx: WebContext, db: Session, slide_id: i
         cache=ctx.pictures,
         max_pixels=ctx.settings.web.thumbnail_pixels,
     )
+    slide = db.get(Slide, slide_id)
+    if slide is not None:
+        audit_access(request, db, user, case_target("case.picture", "the picture", slide))
     quoted = f'"{etag}"'
     headers = {"ETag": quoted, "Cache-Control": "private, no-cache"}
     if request.headers.get("if-none-match") == quoted:
@@ -274,6 +287,7 @@ def overlay_response(request: Request, ctx: WebContext, db: Session, slide_id: i
 def viewer_page(request: Request, ctx: Ctx, db: Db, user: PageUser, slide_id: Id) -> Response:
     slide = cases.load_slide(db, slide_id)
     _job, result = cases.latest_result(slide)
+    audit_access(request, db, user, case_target("case.viewer", "the viewer page", slide))
     response = render(
         request,
         ctx,

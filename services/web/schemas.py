@@ -181,6 +181,16 @@ class SlideOut(Schema):
     settled_at: datetime | None
 
 
+class AccessOut(Schema):
+    """One access to the case's data (the access audit)."""
+
+    at: datetime
+    user: str | None
+    view: str = Field(description="The kind of view, e.g. case.page or dicomweb.frames.")
+    what: str
+    source: str | None = Field(description="The client's address, as the server saw it.")
+
+
 class CaseDetail(Schema):
     slide: SlideOut
     case_state: str
@@ -189,7 +199,10 @@ class CaseDetail(Schema):
     model: ModelCardOut | None = Field(description="The model that ran for the latest result.")
     result: ResultOut | None = Field(description="The latest result (the SEG last made).")
     deliveries: list[DeliveryOut]
-    audit: list[AuditOut]
+    audit: list[AuditOut] = Field(description="Audit events of the case, accesses aside.")
+    access: list[AccessOut] = Field(
+        default_factory=list, description="Who looked at the case's data, newest first."
+    )
 
 
 class ActionOut(Schema):

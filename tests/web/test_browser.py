@@ -16,7 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 from scipy import ndimage
+from sqlalchemy import select
 
+from unitumour_dicom.access import AccessEvent
+from unitumour_dicom.db import AuditEvent
+from unitumour_dicom.runtime import Runtime
 from unitumour_dicom.synthetic import PhantomSlide
 
 from .conftest import ARTIFACTS, PASSWORD, LiveServer, SeededCase
@@ -111,7 +115,11 @@ def _screen(page: object, name: str) -> np.ndarray:
 
 
 def test_pathologist_sees_the_sent_seg_over_the_slide(
-    page: object, live_server: LiveServer, case: SeededCase, phantom: PhantomSlide
+    page: object,
+    live_server: LiveServer,
+    case: SeededCase,
+    phantom: PhantomSlide,
+    web_runtime: Runtime,
 ) -> None:
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True)
@@ -181,3 +189,14 @@ def test_pathologist_sees_the_sent_seg_over_the_slide(
     assert (outside_change < 12).mean() >= 0.95, outside_change
     diff = (np.abs(shown - hidden).sum(axis=2) > 40).astype(np.uint8) * 255
     Image.fromarray(diff).save(ARTIFACTS / "viewer-segment-difference.png")
+
+    # everything the pathologist saw is on record, the viewer's DICOMweb requests included
+    # (its ICC profile through the root-relative BulkDataURI of the metadata)
+    with web_runtime.session() as db:
+        rows = list(db.scalars(select(AuditEvent).where(AuditEvent.event == AccessEvent.VIEWED)))
+        views = {r.details["view"] for r in rows if r.actor == "vic"}
+    assert views >= {
+        "cases.list", "case.page", "case.picture", "case.viewer", "dicomweb.metadata",
+        "dicomweb.frames", "dicomweb.bulkdata",
+    }, views  # fmt: skip
+    assert all(r.details["source"] == "127.0.0.1" for r in rows)

@@ -429,7 +429,24 @@ class WebSettings(Section):
         default=None,
         description=(
             "External base URL (https://host/prefix) written into DICOMweb links; "
-            "default: taken from each request."
+            "default: root-relative links (never the request's Host header)."
+        ),
+    )
+    dicomweb_max_frames_mb: float = Field(
+        default=64.0,
+        gt=0,
+        description=(
+            "Most MiB of frames (as sent: stored or decoded) one WADO-RS frames request may "
+            "ask for; more is refused with 413 (ask for fewer frames at a time). A viewer "
+            "asks for one tile at a time."
+        ),
+    )
+    access_audit_window_s: float = Field(
+        default=300.0,
+        ge=0,
+        description=(
+            "Access audit: DICOMweb frame and bulk data requests of one instance by one user "
+            "within this many seconds are one audit row (per web process); 0 records each."
         ),
     )
     viewer_dir: Path | None = Field(

@@ -18,8 +18,9 @@ from .errors import (
     FrameNotFoundError,
     NotAcceptableError,
     ResourceNotFoundError,
+    ResponseTooLargeError,
 )
-from .service import DicomWeb, WebResponse
+from .service import DicomWeb, Seen, WebResponse
 
 __all__ = [
     "BadQueryError",
@@ -28,5 +29,7 @@ __all__ = [
     "FrameNotFoundError",
     "NotAcceptableError",
     "ResourceNotFoundError",
+    "ResponseTooLargeError",
+    "Seen",
     "WebResponse",
 ]

@@ -401,6 +401,22 @@ def find_instances(
     return records
 
 
+def slide_ids_of(
+    session: Session, *, study_uids: Sequence[str] = (), series_uids: Sequence[str] = ()
+) -> list[int]:
+    """The slides (cases) that the given studies or series hold, received or made by us:
+    what a search result showed, for the access audit."""
+    u = _union()
+    if study_uids:
+        where = u.c.study_uid.in_(list(study_uids))
+    elif series_uids:
+        where = u.c.series_uid.in_(list(series_uids))
+    else:
+        return []
+    stmt = select(u.c.slide_id).where(where, u.c.slide_id.is_not(None)).distinct()
+    return sorted(session.scalars(stmt))
+
+
 __all__ = [
     "InstanceRecord",
     "Query",
@@ -411,4 +427,5 @@ __all__ = [
     "search_instances",
     "search_series",
     "search_studies",
+    "slide_ids_of",
 ]

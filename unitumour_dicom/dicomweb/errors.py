@@ -27,6 +27,12 @@ class FrameNotFoundError(ResourceNotFoundError):
     """A frame number outside 1..NumberOfFrames, or an instance without Pixel Data."""
 
 
+class ResponseTooLargeError(DicomWebError):
+    """The answer would exceed the configured size limit (413): ask for less at a time."""
+
+    status_code = 413
+
+
 class NotAcceptableError(DicomWebError):
     """None of the media types the client accepts can be produced (406 Not Acceptable)."""
 

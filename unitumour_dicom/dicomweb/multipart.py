@@ -53,6 +53,7 @@ def iter_multipart(parts: Iterable[Part], boundary: str) -> Iterator[bytes]:
                 while chunk := fh.read(CHUNK):
                     yield chunk
         yield b"\r\n"
+        del part  # not held while the next part is made (a frame read or decoded)
     yield delimiter + b"--\r\n"
 
 

@@ -18,7 +18,12 @@ from sqlalchemy.orm import Session
 
 from ..store import FileStore
 from . import catalog, media
-from .errors import BadQueryError, FrameNotFoundError, NotAcceptableError
+from .errors import (
+    BadQueryError,
+    FrameNotFoundError,
+    NotAcceptableError,
+    ResponseTooLargeError,
+)
 from .metadata import (
     JsonCache,
     dataset_to_json,
@@ -32,16 +37,46 @@ from .pixels import LayoutCache, PixelDataLayout, decode_frame, read_frame
 log = logging.getLogger(__name__)
 
 MAX_FRAMES_PER_REQUEST = 256
+#: Default of ``DicomWeb.max_frames_bytes`` (web.dicomweb_max_frames_mb).
+DEFAULT_MAX_FRAMES_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What a response shows of the archive, for the access audit: the cases (slides),
+    patients, studies, series and instances in it."""
+
+    slide_ids: tuple[int, ...] = ()
+    patient_ids: tuple[str, ...] = ()
+    study_uids: tuple[str, ...] = ()
+    series_uids: tuple[str, ...] = ()
+    sop_uids: tuple[str, ...] = ()
+
+    @classmethod
+    def of_instances(cls, records: Sequence[catalog.InstanceRecord]) -> Seen:
+        return cls(
+            slide_ids=_unique(r.slide_id for r in records),
+            patient_ids=_unique(r.patient_id for r in records),
+            study_uids=_unique(r.study_instance_uid for r in records),
+            series_uids=_unique(r.series_instance_uid for r in records),
+            sop_uids=_unique(r.sop_instance_uid for r in records),
+        )
+
+
+def _unique(values: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(dict.fromkeys(v for v in values if v is not None and v != ""))
 
 
 @dataclass
 class WebResponse:
-    """What to send: status, Content-Type, body (bytes or a stream of chunks), headers."""
+    """What to send: status, Content-Type, body (bytes or a stream of chunks), headers,
+    and what it shows (for the access audit)."""
 
     status: int
     content_type: str
     body: bytes | Iterator[bytes]
     headers: dict[str, str] = field(default_factory=dict)
+    seen: Seen = field(default_factory=Seen)
 
     def read(self) -> bytes:
         """The whole body (tests and small responses)."""
@@ -78,8 +113,12 @@ class DicomWeb:
     """The DICOMweb service over one store; ``base_url`` (per call) is where it is mounted,
     e.g. ``https://host/dicomweb``, and prefixes every URL it writes into responses."""
 
-    def __init__(self, store: FileStore) -> None:
+    def __init__(
+        self, store: FileStore, *, max_frames_bytes: int = DEFAULT_MAX_FRAMES_BYTES
+    ) -> None:
         self.store = store
+        #: Most bytes one frames response may carry (413 beyond).
+        self.max_frames_bytes = max_frames_bytes
         self.layouts = LayoutCache()
         self.json_cache = JsonCache()
 
@@ -104,7 +143,8 @@ class DicomWeb:
         mime = media.negotiate_json(accept)
         query = catalog.parse_query(params)
         items = []
-        for s in catalog.search_studies(session, query):
+        studies = catalog.search_studies(session, query)
+        for s in studies:
             items.append(
                 {
                     "00080020": _attr("DA", s.study_date),
@@ -118,7 +158,14 @@ class DicomWeb:
                     "00201208": _attr("IS", s.number_of_instances),
                 }
             )
-        return _json_response(items, mime, query.unsupported)
+        response = _json_response(items, mime, query.unsupported)
+        study_uids = _unique(s.study_instance_uid for s in studies)
+        response.seen = Seen(
+            slide_ids=tuple(catalog.slide_ids_of(session, study_uids=study_uids)),
+            patient_ids=_unique(s.patient_id for s in studies),
+            study_uids=study_uids,
+        )
+        return response
 
     def search_series(
         self,
@@ -134,7 +181,8 @@ class DicomWeb:
         if study_uid is not None:
             catalog.find_instances(session, study_uid=study_uid)  # 404 for an unknown study
         items = []
-        for s in catalog.search_series(session, query, study_uid=study_uid):
+        found = catalog.search_series(session, query, study_uid=study_uid)
+        for s in found:
             items.append(
                 {
                     "00080020": _attr("DA", s.study_date),
@@ -150,7 +198,15 @@ class DicomWeb:
                     "00201209": _attr("IS", s.number_of_instances),
                 }
             )
-        return _json_response(items, mime, query.unsupported)
+        response = _json_response(items, mime, query.unsupported)
+        series_uids = _unique(s.series_instance_uid for s in found)
+        response.seen = Seen(
+            slide_ids=tuple(catalog.slide_ids_of(session, series_uids=series_uids)),
+            patient_ids=_unique(s.patient_id for s in found),
+            study_uids=_unique(s.study_instance_uid for s in found),
+            series_uids=series_uids,
+        )
+        return response
 
     def search_instances(
         self,
@@ -167,9 +223,10 @@ class DicomWeb:
         if study_uid is not None:
             catalog.find_instances(session, study_uid=study_uid, series_uid=series_uid)
         items = []
-        for r in catalog.search_instances(
+        records = catalog.search_instances(
             session, query, study_uid=study_uid, series_uid=series_uid
-        ):
+        )
+        for r in records:
             items.append(
                 {
                     "00080016": _attr("UI", r.sop_class_uid),
@@ -187,7 +244,9 @@ class DicomWeb:
                     "00480007": _attr("UL", r.total_pixel_matrix_rows),
                 }
             )
-        return _json_response(items, mime, query.unsupported)
+        response = _json_response(items, mime, query.unsupported)
+        response.seen = Seen.of_instances(records)
+        return response
 
     # -- WADO-RS metadata ---------------------------------------------------------------
     def instance_json(self, record: catalog.InstanceRecord, base: str) -> dict[str, Any]:
@@ -232,22 +291,39 @@ class DicomWeb:
                 yield json.dumps(self.instance_json(record, base), separators=(",", ":")).encode()
             yield b"]"
 
+        seen = Seen.of_instances(records)
         if len(records) == 1:
-            return WebResponse(200, mime, b"".join(stream()))
-        return WebResponse(200, mime, stream())
+            return WebResponse(200, mime, b"".join(stream()), seen=seen)
+        return WebResponse(200, mime, stream(), seen=seen)
 
     # -- WADO-RS frames -----------------------------------------------------------------
     @staticmethod
     def parse_frame_list(text: str) -> list[int]:
-        numbers = []
+        """PS3.18 10.4.1.1.4: one or more frame numbers, each at most once, in any order.
+        A repeated number is refused: a frame list of 256 copies of one frame would
+        otherwise cost 256 reads and 256 parts for one frame's worth of data."""
+        numbers: list[int] = []
+        seen: set[int] = set()
         for piece in text.split(","):
             piece = piece.strip()
             if not piece.isdigit() or len(piece) > 9 or int(piece) < 1:
                 raise BadQueryError(f"frame number {piece[:20]!r} is not a positive integer")
-            numbers.append(int(piece))
-        if not numbers or len(numbers) > MAX_FRAMES_PER_REQUEST:
-            raise BadQueryError(f"ask for 1 to {MAX_FRAMES_PER_REQUEST} frames at a time")
+            n = int(piece)
+            if n in seen:
+                raise BadQueryError(f"frame {n} is asked for more than once")
+            seen.add(n)
+            numbers.append(n)
+            if len(numbers) > MAX_FRAMES_PER_REQUEST:
+                raise BadQueryError(f"ask for 1 to {MAX_FRAMES_PER_REQUEST} frames at a time")
         return numbers
+
+    @staticmethod
+    def frame_size(layout: PixelDataLayout, number: int, decode: bool) -> int:
+        """Bytes frame ``number`` takes in a response, known from the layout alone: the
+        stored fragments, or the native (decoded) frame."""
+        if layout.encapsulated and not decode and layout.fragments is not None:
+            return sum(length for _offset, length in layout.fragments[number - 1])
+        return layout.native_frame_length
 
     def frames(
         self,
@@ -260,6 +336,15 @@ class DicomWeb:
         sop_uid: str,
         frame_list: str,
     ) -> WebResponse:
+        """Frames of one instance, read from the store one at a time as the body is sent.
+
+        Before anything is sent, the frame list is checked (unique numbers within
+        1..NumberOfFrames, at most MAX_FRAMES_PER_REQUEST) and the response's size is
+        reckoned from the file's layout against ``max_frames_bytes`` (413 beyond it). The
+        first frame is read before the response starts, so that an unreadable file or a
+        missing decoder is a proper error status rather than a cut-off body; the others
+        are read while streaming, so memory holds one frame, whatever the list.
+        """
         numbers = self.parse_frame_list(frame_list)
         (record,) = catalog.find_instances(
             session, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid
@@ -279,28 +364,39 @@ class DicomWeb:
             encapsulated=layout.encapsulated,
             n_frames=len(numbers),
         )
-        payloads = [self._frame_bytes(path, layout, n, encoding.decode) for n in numbers]
+        total = sum(self.frame_size(layout, n, encoding.decode) for n in numbers)
+        if total > self.max_frames_bytes:
+            raise ResponseTooLargeError(
+                f"the {len(numbers)} frames asked for come to {total} bytes, over the limit "
+                f"of {self.max_frames_bytes} (web.dicomweb_max_frames_mb); ask for fewer "
+                "frames at a time"
+            )
         syntax = encoding.transfer_syntax_uid
+        first = self._frame_bytes(path, layout, numbers[0], encoding.decode)
+        seen = Seen.of_instances([record])
         if not encoding.multipart:
             return WebResponse(
-                200,
-                part_content_type(encoding.media_type, syntax),
-                payloads[0],
+                200, part_content_type(encoding.media_type, syntax), first, seen=seen
             )
         boundary = new_boundary()
         url = self._instance_url(base, record)
-        parts = [
-            Part(
-                part_content_type(encoding.media_type, syntax),
-                data=data,
-                location=f"{url}/frames/{n}",
-            )
-            for n, data in zip(numbers, payloads, strict=True)
-        ]
+        part_type = part_content_type(encoding.media_type, syntax)
+        decode = encoding.decode
+
+        ready = [first]  # handed over, then dropped: the stream keeps no frame it has sent
+        del first
+
+        def parts() -> Iterator[Part]:
+            for n in numbers:
+                data = ready.pop() if ready else self._frame_bytes(path, layout, n, decode)
+                yield Part(part_type, data=data, location=f"{url}/frames/{n}")
+                del data
+
         return WebResponse(
             200,
             content_type(encoding.media_type, boundary, syntax),
-            b"".join(iter_multipart(parts, boundary)),
+            iter_multipart(parts(), boundary),
+            seen=seen,
         )
 
     @staticmethod
@@ -335,6 +431,7 @@ class DicomWeb:
                     "(ask for transfer-syntax=* or the stored syntax)"
                 )
             files.append((record, path, syntax))
+        seen = Seen.of_instances(records)
         if not multipart:
             record, path, syntax = files[0]
             return WebResponse(
@@ -342,6 +439,7 @@ class DicomWeb:
                 f"application/dicom; transfer-syntax={syntax}",
                 _file_chunks(path),
                 {"Content-Length": str(path.stat().st_size)},
+                seen=seen,
             )
         boundary = new_boundary()
         parts = [
@@ -353,7 +451,10 @@ class DicomWeb:
             for record, path, syntax in files
         ]
         return WebResponse(
-            200, content_type("application/dicom", boundary), iter_multipart(parts, boundary)
+            200,
+            content_type("application/dicom", boundary),
+            iter_multipart(parts, boundary),
+            seen=seen,
         )
 
     # -- WADO-RS bulk data --------------------------------------------------------------
@@ -374,6 +475,7 @@ class DicomWeb:
             session, study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid
         )
         path = self.store.abspath(record.path)
+        seen = Seen.of_instances([record])
         if path_tags == (0x7FE00010,):
             layout = self.layouts.get(path)
             if layout.value_offset is None and not layout.needs_full_read:
@@ -391,14 +493,17 @@ class DicomWeb:
                 for n in range(1, layout.number_of_frames + 1)
             )
             return WebResponse(
-                200, content_type(media_type, boundary), iter_multipart(frames, boundary)
+                200,
+                content_type(media_type, boundary),
+                iter_multipart(frames, boundary),
+                seen=seen,
             )
         value = find_bulkdata(read_header(path), path_tags)
         if not multipart:
-            return WebResponse(200, "application/octet-stream", value)
+            return WebResponse(200, "application/octet-stream", value, seen=seen)
         boundary = new_boundary()
         body = b"".join(iter_multipart([Part("application/octet-stream", data=value)], boundary))
-        return WebResponse(200, content_type("application/octet-stream", boundary), body)
+        return WebResponse(200, content_type("application/octet-stream", boundary), body, seen=seen)
 
 
 def _file_chunks(path: Any, chunk: int = 1024 * 1024) -> Iterator[bytes]:
