@@ -11,6 +11,7 @@ import socket
 import time
 
 import pytest
+from pynetdicom import evt
 from sqlalchemy import select
 
 from unitumour_dicom.db import Association, AuditEvent
@@ -165,23 +166,40 @@ def test_one_host_cannot_take_every_slot(sqlite_runtime, start_listener):
     wait_until(lambda: all_closed(listening))
 
 
-def test_clean_releases_are_always_recorded_as_released(runtime, start_listener):
+def test_clean_releases_are_always_recorded_as_released(runtime, start_listener, monkeypatch):
+    """The peer may close the moment it has the A-RELEASE-RP; the connection-closed event then
+    races the released event. The race is made certain by holding the released event back."""
+    original = evt.trigger
+
+    def late_released(assoc, event, attrs):
+        if event is evt.EVT_RELEASED:
+            time.sleep(0.3)
+        return original(assoc, event, attrs)
+
+    monkeypatch.setattr(evt, "trigger", late_released)
     listening = start_listener(runtime)
-    for _ in range(30):
-        assert echo(listening.host, listening.port) == 0
+    for i in range(10):
+        if i % 2:
+            assert echo(listening.host, listening.port) == 0
+            continue
+        sock = associated(listening.host, listening.port)
+        sock.sendall(pdu_header(0x05, 4) + bytes(4))  # A-RELEASE-RQ
+        assert read_pdu(sock).pdu_type == 0x06  # A-RELEASE-RP, then gone at once
+        sock.close()
     wait_until(lambda: all_closed(listening))
     with listening.runtime.session() as session:
         rows = wait_until(
             lambda: (
-                [r for r in session.scalars(select(Association)).all() if r.ended_at]
-                if len(session.scalars(select(Association)).all()) == 30
+                rows
+                if len(rows := [r for r in session.scalars(select(Association)) if r.ended_at])
+                == 10
                 else None
             )
         )
         aborted = session.scalars(
             select(AuditEvent).where(AuditEvent.event == IngestEvent.ASSOCIATION_ABORTED)
         ).all()
-    assert [r.state for r in rows] == ["released"] * 30
+    assert [r.state for r in rows] == ["released"] * 10
     assert aborted == []
 
 
