@@ -21,6 +21,7 @@ from unitumour_dicom.db import migrate
 from unitumour_dicom.errors import ConfigError
 from unitumour_dicom.ingest import JobsCreatedHook, ListenerService
 from unitumour_dicom.ingest.logcontext import AssociationLogFilter
+from unitumour_dicom.permissions import private_dir
 from unitumour_dicom.runtime import Runtime
 
 log = logging.getLogger("unitumour_services.listener")
@@ -47,7 +48,7 @@ def check_schema(settings: Settings) -> None:
     """Refuse to start on a database whose schema is not the newest."""
     url = settings.database_url
     if url.startswith("sqlite:///"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)  # holds the spool and (SQLite) the database: owner-only
     current, head = migrate.current_revision(url), migrate.head_revision(url)
     if current != head:
         raise ConfigError(
