@@ -21,7 +21,7 @@ from unitumour_dicom.runtime import Runtime
 from unitumour_dicom.synthetic import PhantomSlide
 
 from .access_urls import FRAMES, JSON, base_level, every_get
-from .conftest import SeededCase, login, seed_case, with_viewer
+from .conftest import SeededCase, login, plain_http, seed_case, with_viewer
 
 pytestmark = [pytest.mark.integration]
 
@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.integration]
 @pytest.fixture
 def web_settings(settings: Settings) -> Settings:
     """The audit rows are SQL (JSON details): both database backends."""
-    return with_viewer(settings)
+    return plain_http(with_viewer(settings))
 
 
 def access_rows(runtime: Runtime) -> list[AuditEvent]:
