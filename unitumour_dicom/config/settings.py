@@ -57,6 +57,14 @@ class Settings(BaseSettings):
         default_factory=default_data_dir,
         description="Home of the embedded database, store and broker (default: XDG data dir).",
     )
+    liveness_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Folder where the listener and each worker touch a liveness file as they make "
+            "progress, for `unitumour health` (an exec probe). One per pod or host, never the "
+            "shared store. Unset: no files."
+        ),
+    )
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
