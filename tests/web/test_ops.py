@@ -109,3 +109,16 @@ def test_metrics_count_what_the_database_holds(client: TestClient, case: SeededC
     again = client.get("/metrics").text
     assert 'unitumour_job_stage_duration_seconds_count{stage="infer"} 1.0' in again
     assert "PHANTOM" not in again  # no patient data in metrics
+
+
+def test_service_metrics_come_from_one_replica_only(web_runtime: Runtime, case: SeededCase) -> None:
+    # Every replica reads the same database: two exporting replicas would double a sum().
+    s = web_runtime.settings
+    quiet = s.model_copy(update={"web": s.web.model_copy(update={"service_metrics": False})})
+    for settings, exported in ((s, True), (quiet, False)):
+        with TestClient(create_app(settings, runtime=Runtime(settings))) as c:
+            r = c.get("/metrics")
+        assert r.status_code == 200
+        names = {f.name for f in text_string_to_metric_families(r.text)}
+        assert ("unitumour_jobs" in names) is exported, names
+        assert ("unitumour_deliveries" in names) is exported
