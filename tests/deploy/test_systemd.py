@@ -197,5 +197,7 @@ def test_services_wait_for_the_store_and_data_mounts(
     needed = {str(settings.store.root), str(settings.data_dir)}
     for name in UNITS:
         if name.endswith(".service"):
-            mounts = {p for line in _values(name, "Unit", "RequiresMountsFor") for p in line.split()}
+            mounts = {
+                p for line in _values(name, "Unit", "RequiresMountsFor") for p in line.split()
+            }
             assert needed <= mounts, name
