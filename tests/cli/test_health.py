@@ -106,3 +106,39 @@ def test_listener_and_worker_beat_and_a_hung_one_goes_stale(
     finally:
         for proc in procs:
             proc.stop(signal.SIGKILL)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_segmentation_worker_stays_live_through_a_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from unitumour_services.worker import make_job_dispatcher
+
+    from tests.jobs.servicekit import job_states, phantom_folders, queue_jobs, worker_ready
+    from tests.model.checkpoints import write_untrained_checkpoint
+
+    config = service_config(tmp_path, model_path=write_untrained_checkpoint(tmp_path))
+    live = tmp_path / "live"
+    cli = [sys.executable, "-m", "unitumour_services.cli", "-v", "-c", str(config.path)]
+    worker = Proc(
+        "segmentation0",
+        [*cli, "worker", "--queue", "segmentation"],
+        tmp_path / "segmentation0.log",
+        {"UNITUMOUR_LIVENESS_DIR": str(live)},
+    )
+    try:
+        wait_until(lambda: worker_ready(worker), 120, "the worker")
+        beat = live / "segmentation0.alive"
+        assert beat.exists()
+        (slide,) = phantom_folders(tmp_path / "slides", 1, width=2048, height=1536)
+        (job,) = queue_jobs(config.runtime, [slide])
+        make_job_dispatcher(config.settings).dispatch_jobs([job])
+        wait_until(lambda: job_states(config.runtime, [job])[job] == "succeeded", 180, "the job")
+        monkeypatch.setenv("UNITUMOUR_CONFIG", str(config.path))
+        ok = _health(monkeypatch, live, "worker", "--max-age", "30")
+        assert ok.exit_code == 0, ok.output
+        assert worker.stop() == 0, worker.text()[-2000:]
+        assert not beat.exists()
+    finally:
+        worker.stop(signal.SIGKILL)

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from ..deliver.echo import echo_destinations
-from .common import fail, state
+from .common import fail, run_guarded, state
 
 destinations_app = typer.Typer(help="The destinations results are sent to.", no_args_is_help=True)
 
@@ -26,7 +26,7 @@ def echo(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
 ) -> None:
     """C-ECHO (over TLS where configured) each destination; exit 1 if any did not answer."""
-    settings = state.settings()
+    settings = run_guarded(state.settings)
     destinations = settings.delivery.destinations
     if name is not None:
         destinations = [d for d in destinations if d.name == name]

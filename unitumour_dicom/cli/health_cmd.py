@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from ..liveness import check_liveness
-from .common import fail, state
+from .common import fail, run_guarded, state
 
 health_app = typer.Typer(help="Liveness of this host's processes.", no_args_is_help=True)
 
@@ -21,7 +21,7 @@ _MAX_AGE = typer.Option(
 
 
 def _check(prefixes: tuple[str, ...], max_age_s: float) -> None:
-    directory = state.settings().liveness_dir
+    directory = run_guarded(state.settings).liveness_dir
     if directory is None:
         fail("liveness_dir is not set: the processes write no liveness files")
     statuses = check_liveness(directory, prefixes, max_age_s)
