@@ -21,6 +21,7 @@ from unitumour_dicom.db import migrate
 from unitumour_dicom.errors import ConfigError
 from unitumour_dicom.ingest import JobsCreatedHook, ListenerService
 from unitumour_dicom.ingest.logcontext import AssociationLogFilter
+from unitumour_dicom.liveness import LivenessFile
 from unitumour_dicom.permissions import private_dir
 from unitumour_dicom.runtime import Runtime
 
@@ -74,12 +75,17 @@ def run_listener(
     service = ListenerService(Runtime(settings), on_jobs_created=on_jobs_created)
     host, port = service.start()
     log.info("listener ready on %s:%d", host, port)
+    # for `unitumour health listener` (an exec probe: a probe on the DICOM port is audited)
+    liveness = LivenessFile(settings.liveness_dir, "listener") if settings.liveness_dir else None
     try:
         while not stop.wait(0.5):
-            pass
+            if liveness is not None:
+                liveness.beat()
         log.info("stopping: finishing associations in flight")
     finally:
         service.stop()
+        if liveness is not None:
+            liveness.remove()
 
 
 def listener_command(

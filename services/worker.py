@@ -53,6 +53,7 @@ from unitumour_dicom.jobs.deliveries import (
 )
 from unitumour_dicom.jobs.reconcile import claim_dispatches
 from unitumour_dicom.jobs.sqla_transport import durable_broker_url
+from unitumour_dicom.liveness import IdleBeater, LivenessFile, ProgressEvent
 from unitumour_dicom.runtime import Runtime
 
 __all__ = [
@@ -292,7 +293,10 @@ class WorkerContext:
     #: Set when a shutdown begins: messages that still arrive go back to the broker untouched.
     shutting_down: threading.Event = field(default_factory=threading.Event)
     #: Set when the running job must stop (shutdown timeout passed, or a cold shutdown).
+    #: A liveness.ProgressEvent where liveness files are on: each look at it is a beat.
     stop_requested: threading.Event = field(default_factory=threading.Event)
+    #: Set while a segmentation job runs: its progress beats, not the idle thread.
+    busy: threading.Event = field(default_factory=threading.Event)
 
     def model_provider(self) -> Any:
         if self.models is None:
@@ -340,13 +344,17 @@ def _segment(ctx: WorkerContext, job_id: int) -> str:
 
     _refuse_when_stopping(ctx, f"job {job_id}")
 
-    outcome = process_slide(
-        job_id,
-        runtime=ctx.runtime,
-        worker=ctx.name,
-        models=ctx.model_provider(),
-        stop_requested=ctx.stop_requested,
-    )
+    ctx.busy.set()
+    try:
+        outcome = process_slide(
+            job_id,
+            runtime=ctx.runtime,
+            worker=ctx.name,
+            models=ctx.model_provider(),
+            stop_requested=ctx.stop_requested,
+        )
+    finally:
+        ctx.busy.clear()
     if outcome.delivery_ids:
         ctx.dispatcher.dispatch_deliveries(outcome.delivery_ids)
     if outcome.retry_delay_s is not None:  # marked as due then by fail_attempt
@@ -544,6 +552,16 @@ def _keep_our_logging() -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _liveness(settings: Settings, ctx: WorkerContext, name: str) -> IdleBeater | None:
+    """Liveness beats for ``unitumour health worker`` (see unitumour_dicom.liveness): from the
+    job's progress while busy, from a thread while idle. None when liveness_dir is unset."""
+    if settings.liveness_dir is None:
+        return None
+    liveness = LivenessFile(settings.liveness_dir, name)
+    ctx.stop_requested = ProgressEvent(liveness)
+    return IdleBeater(liveness, interval_s=10.0, busy=ctx.busy)
+
+
 def run_worker(
     settings: Settings,
     *,
@@ -569,6 +587,7 @@ def run_worker(
     app = create_celery_app(settings)
     app.conf.update(worker_config(settings, queue))
     ctx = bind_context(app, settings, role=f"{queue}{index}")
+    beater = _liveness(settings, ctx, f"{queue}{index}")
     if queue == SEGMENTATION_QUEUE:
         model = ctx.model_provider().get()  # fail before taking a message, not after
         log.info(
@@ -589,6 +608,8 @@ def run_worker(
         )
     reconciler = Reconciler(ctx)
     reconciler.start()
+    if beater is not None:
+        beater.start()
     worker = app.Worker(
         hostname=f"{queue}{index}-{os.getpid()}@{socket.gethostname()}",
         queues=[queue],
@@ -604,6 +625,9 @@ def run_worker(
         worker.start()
     finally:
         reconciler.stop()
+        if beater is not None:
+            beater.stop()
+            beater.liveness.remove()
         signals.worker_shutting_down.disconnect(handler)
         try:
             with ctx.runtime.session() as session:

@@ -93,7 +93,8 @@ def create_app(
     )
     registry = CollectorRegistry(auto_describe=True)
     collector = ServiceCollector(runtime)
-    registry.register(collector)
+    if settings.web.service_metrics:  # off on all replicas but one: see WebSettings
+        registry.register(collector)
     viewer = ViewerAssets(default_viewer_dir(settings))
     ctx = WebContext(
         settings=settings,

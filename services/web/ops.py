@@ -1,14 +1,17 @@
-"""Health and metrics for IT: /healthz (alive), /readyz (database, broker, store), /metrics."""
+"""Health and metrics for IT: /healthz (alive), /readyz (database, broker, store; or only those
+named by ``?check=``), /metrics."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import schemas
 from .deps import Ctx
-from .health import readiness
+from .health import CHECKS, readiness
 
 router = APIRouter(tags=["operations"])
 
@@ -24,10 +27,20 @@ def healthz() -> dict[str, str]:
     response_model=schemas.ReadyOut,
     responses={503: {"model": schemas.ReadyOut, "description": "A dependency is down."}},
 )
-def readyz(ctx: Ctx) -> Response:
+def readyz(
+    ctx: Ctx,
+    check: Annotated[
+        list[str] | None,
+        Query(description=f"Only these checks ({', '.join(CHECKS)}); repeatable. Default: all."),
+    ] = None,
+) -> Response:
     """Whether the database answers, the broker accepts a connection, and the store is
-    writable above its free-space watermark; 503 when any is not."""
-    checks = readiness(ctx.runtime, ctx.settings.web.readiness_timeout_s)
+    writable above its free-space watermark; 503 when any is not. ``?check=database``: the
+    database only (the readiness probe of a web replica: its pages need nothing else)."""
+    only = tuple(dict.fromkeys(check)) if check else CHECKS
+    if set(only) - set(CHECKS):
+        raise HTTPException(422, f"check must be among {', '.join(CHECKS)}")
+    checks = readiness(ctx.runtime, ctx.settings.web.readiness_timeout_s, only)
     body = schemas.ReadyOut(
         ready=all(c.ok for c in checks.values()),
         checks={

@@ -131,3 +131,30 @@ def test_web_is_secure_by_default_and_the_demo_turns_cookies_off_explicitly(
     assert load_settings(data_dir=tmp_path).web.secure_cookies is False
     with pytest.raises(ConfigError, match="trusted_proxies"):
         load_settings(data_dir=tmp_path, web={"trusted_proxies": ["proxy.example"]})
+
+
+def test_secrets_come_from_files_named_as_their_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a Kubernetes Secret volume: each key a symbolic link into a hidden ..data folder
+    secrets = tmp_path / "secrets"
+    data = secrets / "..2026_12_03"
+    data.mkdir(parents=True)
+    (data / "UNITUMOUR_DATABASE__URL").write_text("postgresql+psycopg://u:s3cret@db/unitumour\n")
+    (data / "UNITUMOUR_WEB__SECRET_KEY").write_text("k" * 40)
+    (secrets / "..data").symlink_to(data.name)
+    for name in ("UNITUMOUR_DATABASE__URL", "UNITUMOUR_WEB__SECRET_KEY"):
+        (secrets / name).symlink_to(f"..data/{name}")
+    (secrets / "README").write_text("not a setting")
+    config = tmp_path / "unitumour.toml"
+    config.write_text(f'data_dir = "{tmp_path}"\n[database]\nurl = "sqlite:///toml.db"\n')
+    monkeypatch.setenv("UNITUMOUR_SECRETS_DIR", str(secrets))
+    settings = load_settings(config)
+    assert settings.database_url == "postgresql+psycopg://u:s3cret@db/unitumour"  # over TOML
+    assert settings.web.secret_key is not None
+    assert settings.web.secret_key.get_secret_value() == "k" * 40
+    monkeypatch.setenv("UNITUMOUR_DATABASE__URL", "sqlite:///env.db")  # the environment wins
+    assert load_settings(config).database_url == "sqlite:///env.db"
+    monkeypatch.setenv("UNITUMOUR_SECRETS_DIR", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="is not a directory"):
+        load_settings(config)

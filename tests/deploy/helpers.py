@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import tomllib
@@ -23,6 +24,13 @@ DOCS = REPO / "docs"
 ENV_TOKEN = re.compile(r"\bUNITUMOUR_[A-Z0-9_]+\b")
 #: Variables that are not settings but that the project reads on purpose.
 NON_SETTINGS_VARIABLES = frozenset({"UNITUMOUR_TEST_POSTGRES"})
+
+
+def load_orthanc_json(path: Path) -> dict[str, Any]:
+    """An Orthanc configuration file as Orthanc reads it: JSON with whole-line ``//``
+    comments (Orthanc's own default configuration is written so)."""
+    lines = [ln for ln in path.read_text().splitlines() if not ln.lstrip().startswith("//")]
+    return json.loads("\n".join(lines))
 
 
 @cache

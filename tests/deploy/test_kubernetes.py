@@ -25,6 +25,7 @@ from .helpers import (
     load_example_settings,
     unitumour_calls,
     unknown_env_names,
+    valid_env_names,
 )
 
 pytestmark = pytest.mark.unittest
@@ -124,6 +125,7 @@ def test_the_expected_workloads_exist(docs: list[dict[str, Any]]) -> None:
         "unitumour-worker",
         "unitumour-delivery",
         "unitumour-web",
+        "unitumour-metrics",
     }
     assert set(_by_kind(docs, "Job")) == {"unitumour-db-upgrade-0-1-0"}
     assert set(_by_kind(docs, "CronJob")) == {"unitumour-retention"}
@@ -170,15 +172,18 @@ def test_volumes_secrets_and_config_exist(
             for mount in container.get("volumeMounts", []):
                 assert mount["name"] in volumes, f"{doc['metadata']['name']}: {mount['name']}"
             for env in container.get("env", []):
-                ref = env.get("valueFrom", {}).get("secretKeyRef")
-                if ref and ref["name"] == "unitumour-secrets":
-                    assert ref["key"] in secret["stringData"], ref
+                assert "secretKeyRef" not in env.get("valueFrom", {}), env  # files, not env
         for volume in volumes.values():
             if "persistentVolumeClaim" in volume:
                 assert volume["persistentVolumeClaim"]["claimName"] in claims
             if "configMap" in volume:
                 assert volume["configMap"]["name"] in config_maps
-            if "secret" in volume:
+            if volume.get("secret", {}).get("secretName") == "unitumour-secrets":
+                assert "optional" not in volume["secret"]  # no pod starts without them
+                for item in volume["secret"]["items"]:
+                    assert item["key"] in secret["stringData"], item
+                    assert item["path"] in valid_env_names(), item  # named as its variable
+            elif "secret" in volume:
                 assert volume["secret"].get("optional") is True  # TLS only where configured
     (claim,) = _by_kind(docs, "PersistentVolumeClaim").values()
     # the store is shared by pods on several hosts
@@ -243,14 +248,18 @@ def test_environment_names_are_settings(docs: list[dict[str, Any]]) -> None:
             assert env["name"].startswith("UNITUMOUR_"), f"{name}: {env['name']}"
 
 
-def _resolved_env(container: dict[str, Any]) -> dict[str, str]:
+def _resolved_env(doc: dict[str, Any], container: dict[str, Any], tmp_path: Path) -> dict[str, str]:
+    """The container's environment, with its Secret volume written out as the kubelet would
+    (one file per item) and UNITUMOUR_SECRETS_DIR pointed at that folder."""
     secret = yaml.safe_load((K8S / "secret.example.yaml").read_text())["stringData"]
-    env = {}
-    for item in container.get("env", []):
-        if "value" in item:
-            env[item["name"]] = item["value"]
-        else:
-            env[item["name"]] = secret[item["valueFrom"]["secretKeyRef"]["key"]]
+    env = {item["name"]: item["value"] for item in container.get("env", [])}
+    volumes = {v["name"]: v for v in _pod_spec(doc)["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    folder = tmp_path / "secrets"
+    folder.mkdir()
+    for item in volumes[mounts[env["UNITUMOUR_SECRETS_DIR"]]]["secret"]["items"]:
+        (folder / item["path"]).write_text(secret[item["key"]])
+    env["UNITUMOUR_SECRETS_DIR"] = str(folder)
     return env
 
 
@@ -261,6 +270,7 @@ def _resolved_env(container: dict[str, Any]) -> dict[str, str]:
         "unitumour-worker",
         "unitumour-delivery",
         "unitumour-web",
+        "unitumour-metrics",
         "unitumour-retention",
         "unitumour-db-upgrade-0-1-0",
     ],
@@ -270,7 +280,7 @@ def test_each_pod_starts_with_valid_settings(
 ) -> None:
     (doc,) = [d for d in _workloads(docs) if d["metadata"]["name"] == workload]
     container = _pod_spec(doc)["containers"][0]
-    env = _resolved_env(container)
+    env = _resolved_env(doc, container, tmp_path)
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert mounts[env["UNITUMOUR_CONFIG"]]["subPath"] == "unitumour.toml"
     settings = load_example_settings(K8S / "unitumour.toml", env, tmp_path, monkeypatch)
@@ -280,8 +290,17 @@ def test_each_pod_starts_with_valid_settings(
     if workload == "unitumour-worker":
         assert settings.model.device == "cuda"
         assert settings.worker.segmentation_processes == 1
-    if workload == "unitumour-web":
+    if workload in ("unitumour-web", "unitumour-metrics"):
         assert settings.web.secret_key is not None and settings.web.secure_cookies
+        assert settings.web.secret_key.get_secret_value() == "change-me"  # read from its file
+    if workload != "unitumour-db-upgrade-0-1-0":
+        assert settings.broker_url.startswith("redis://") or workload == "unitumour-retention"
+    if workload in ("unitumour-listener", "unitumour-worker", "unitumour-delivery"):
+        # per pod, in the pod's own emptyDir: a shared liveness file would prove nothing
+        assert settings.liveness_dir is not None
+        volumes = {v["name"]: v for v in _pod_spec(doc)["volumes"]}
+        (tmp,) = [p for p in mounts if settings.liveness_dir.is_relative_to(p)]
+        assert "emptyDir" in volumes[mounts[tmp]["name"]]
 
 
 def test_ports_probes_and_graceful_stops(
@@ -298,8 +317,11 @@ def test_ports_probes_and_graceful_stops(
     assert listener["spec"]["replicas"] == 1
     assert listener["spec"]["strategy"]["type"] == "Recreate"
     container = _pod_spec(listener)["containers"][0]
-    # a probe on the DICOM port would be audited (a failed TLS handshake, an association)
-    assert not {"readinessProbe", "livenessProbe", "startupProbe"} & set(container)
+    # a probe on the DICOM port would be audited (a failed TLS handshake, an association):
+    # the listener's probes read its liveness file
+    for kind in ("startupProbe", "livenessProbe"):
+        assert _probe_call(container[kind])[:2] == ["health", "listener"]
+    assert "readinessProbe" not in container
     grace = _pod_spec(listener)["terminationGracePeriodSeconds"]
     assert grace > settings.listener.shutdown_grace_s
     service = _by_kind(docs, "Service")["unitumour-listener"]
@@ -307,8 +329,65 @@ def test_ports_probes_and_graceful_stops(
     web = deployments["unitumour-web"]["spec"]["template"]["spec"]["containers"][0]
     assert web["ports"][0]["containerPort"] == settings.web.port
     assert web["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert web["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # the database only: a broker or store outage must not take every replica out of service
+    assert web["readinessProbe"]["httpGet"]["path"] == "/readyz?check=database"
     worker = _pod_spec(deployments["unitumour-worker"])
+    for name in ("unitumour-worker", "unitumour-delivery"):
+        container = _pod_spec(deployments[name])["containers"][0]
+        for kind in ("startupProbe", "livenessProbe"):
+            assert _probe_call(container[kind])[:2] == ["health", "worker"], name
+    # a hung GPU job beats no more: the liveness limit is the slowest stage, not a whole job
+    (live,) = [c["livenessProbe"] for c in worker["containers"]]
+    max_age = float(_probe_call(live)[-1])
+    assert live["periodSeconds"] * live["failureThreshold"] + max_age <= 1800
+    # GPU Feature Discovery labels are not on every cluster: the GPU limit places the pod
+    assert "nodeSelector" not in worker
     assert worker["terminationGracePeriodSeconds"] > settings.worker.shutdown_timeout_s
     assert worker["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert "nvidia.com/gpu" not in str(_pod_spec(deployments["unitumour-delivery"]))
+
+
+def _probe_call(probe: dict[str, Any]) -> list[str]:
+    """The unitumour arguments of an exec probe, checked against the real CLI."""
+    command = probe["exec"]["command"]
+    assert command[0] == "unitumour", command
+    assert command_problems(command[1:]) == [], command
+    return command[1:]
+
+
+def test_disruption_budgets_keep_web_and_listener_up(docs: list[dict[str, Any]]) -> None:
+    budgets = _by_kind(docs, "PodDisruptionBudget")
+    deployments = _by_kind(docs, "Deployment")
+    for name in ("unitumour-web", "unitumour-listener"):
+        budget = budgets[name]
+        labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
+        assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        assert budget["spec"]["minAvailable"] >= 1
+    # web: a drain may take one of its replicas at a time, never all
+    assert (
+        budgets["unitumour-web"]["spec"]["minAvailable"]
+        < deployments["unitumour-web"]["spec"]["replicas"]
+    )
+    # a crash-looping listener must not block a drain
+    assert budgets["unitumour-listener"]["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def test_service_metrics_are_exported_by_one_pod(
+    docs: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # each exporting pod reports the same whole-service numbers: scraped twice, sums double
+    exporters = 0
+    for name, deployment in _by_kind(docs, "Deployment").items():
+        template = deployment["spec"]["template"]
+        container = template["spec"]["containers"][0]
+        if container.get("args") != ["web"]:
+            assert "prometheus.io/scrape" not in template["metadata"].get("annotations", {})
+            continue
+        env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+        monkeypatch.setenv("UNITUMOUR_WEB__SERVICE_METRICS", env["UNITUMOUR_WEB__SERVICE_METRICS"])
+        settings = load_example_settings(K8S / "unitumour.toml", {}, tmp_path, monkeypatch)
+        scraped = template["metadata"].get("annotations", {}).get("prometheus.io/scrape")
+        assert (scraped == "true") is settings.web.service_metrics, name
+        if settings.web.service_metrics:
+            exporters += deployment["spec"]["replicas"]
+    assert exporters == 1

@@ -3,14 +3,14 @@ the Segmentations that come back; its configuration and ours must name each othe
 
 from __future__ import annotations
 
-import json
+import ipaddress
 import re
 from pathlib import Path
 
 import pytest
 from pydicom.uid import VLWholeSlideMicroscopyImageStorage
 
-from .helpers import DEPLOY, load_example_settings
+from .helpers import DEPLOY, load_example_settings, load_orthanc_json
 
 pytestmark = pytest.mark.unittest
 
@@ -19,7 +19,7 @@ ORTHANC = DEPLOY / "orthanc"
 
 @pytest.fixture(scope="module")
 def orthanc() -> dict:
-    return json.loads((ORTHANC / "orthanc.json").read_text())  # strict JSON: no comments
+    return load_orthanc_json(ORTHANC / "orthanc.json")
 
 
 @pytest.fixture
@@ -67,3 +67,14 @@ def test_routing_script(orthanc: dict) -> None:
     assert f"metadata(instanceId, 'RemoteAET') == '{modality['AET']}'" in lua
     assert "'/modalities/' .. TARGET .. '/store'" in lua
     assert orthanc["StableAge"] > 0
+
+
+def test_orthanc_does_not_compare_addresses_with_host_names(orthanc: dict) -> None:
+    # Orthanc matches the peer's IP address against "Host" as a string: with host names there
+    # (as shipped), a host check would refuse every store. Either no check, or addresses only.
+    hosts = [m["Host"] for m in orthanc["DicomModalities"].values()]
+    if orthanc["DicomCheckModalityHost"]:
+        for host in hosts:
+            ipaddress.ip_address(host)  # raises for a host name
+    text = (ORTHANC / "orthanc.json").read_text()
+    assert "DicomCheckModalityHost" in text.split("// false on purpose")[1][:600]

@@ -3,8 +3,9 @@ configuration and Lua script forwards a phantom slide to our listener, started a
 ``unitumour listener`` with deploy/orthanc's settings, and archives a Segmentation sent back
 from our AE title without routing it again; an unknown AE cannot store into it.
 
-Only ports, folders and host names differ from the committed files (loopback, free ports,
-a short StableAge), so what is tested is the example an operator copies.
+Only ports, folders, our listener's address (loopback, free ports) and a short StableAge
+differ from the committed files; the scanner's host name and the host check stay as shipped,
+so what is tested is the example an operator copies.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from sqlalchemy import create_engine, text
 
 from unitumour_dicom.synthetic import PhantomSpec, write_phantom_slide
 
-from .helpers import DEPLOY, read_toml
+from .helpers import DEPLOY, load_orthanc_json, read_toml
 
 pytestmark = [
     pytest.mark.integration,
@@ -81,7 +82,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 class Orthanc:
     def __init__(self, workdir: Path, listener_port: int) -> None:
-        config = json.loads((ORTHANC_DIR / "orthanc.json").read_text())
+        config = load_orthanc_json(ORTHANC_DIR / "orthanc.json")
         self.dicom_port, self.http_port = _free_port(), _free_port()
         config.update(
             StorageDirectory=str(workdir / "orthanc-db"),
@@ -92,9 +93,10 @@ class Orthanc:
             StableAge=1,
             LuaScripts=[str(ORTHANC_DIR / Path(p).name) for p in config["LuaScripts"]],
         )
-        for modality in config["DicomModalities"].values():
-            modality["Host"] = "127.0.0.1"
-        config["DicomModalities"]["unitumour"]["Port"] = listener_port
+        # Only our listener's address changes (Orthanc must reach it to route): the scanner's
+        # Host stays the shipped host name, and stores from it and from us arrive from
+        # 127.0.0.1, as from any address Orthanc cannot match a host name against.
+        config["DicomModalities"]["unitumour"].update(Host="127.0.0.1", Port=listener_port)
         self.aet = config["DicomAet"]
         self.user, self.password = next(iter(config["RegisteredUsers"].items()))
         (workdir / "orthanc.json").write_text(json.dumps(config))

@@ -123,7 +123,11 @@ def test_commands_exist_in_the_cli() -> None:
 def test_schema_upgrade_comes_first() -> None:
     upgrade = _parse("unitumour-db-upgrade.service")
     assert upgrade.get("Service", "Type") == "oneshot"
-    assert upgrade.get("Service", "RemainAfterExit") == "yes"
+    # Not RemainAfterExit: an active (exited) upgrade would satisfy the Requires= of a
+    # listener or web app restarted after an install, and the new code would start on the
+    # old schema. Inactive after each run, it runs again with every start of either.
+    assert upgrade.get("Service", "RemainAfterExit", fallback="no") == "no"
+    assert "Install" not in upgrade  # started only as what the services require
     for name in ("unitumour-listener.service", "unitumour-web.service"):
         unit = _parse(name)
         assert "unitumour-db-upgrade.service" in unit.get("Unit", "Requires").split()
@@ -182,3 +186,18 @@ def test_environment_and_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     for name in UNITS:
         if name.endswith(".service"):
             assert _parse(name).get("Service", "StateDirectory") == "unitumour"
+
+
+def test_services_wait_for_the_store_and_data_mounts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store is often NFS or CephFS: a service started before it is mounted would write
+    # into the empty mount point underneath, and the data would vanish once it is mounted.
+    settings = load_example_settings(SYSTEMD / "unitumour.toml", {}, tmp_path, monkeypatch)
+    needed = {str(settings.store.root), str(settings.data_dir)}
+    for name in UNITS:
+        if name.endswith(".service"):
+            mounts = {
+                p for line in _values(name, "Unit", "RequiresMountsFor") for p in line.split()
+            }
+            assert needed <= mounts, name

@@ -15,10 +15,10 @@ from .conftest import SeededCase, free_port, with_viewer
 pytestmark = [pytest.mark.integration]
 
 
-def _ready(settings: Settings, runtime: Runtime) -> tuple[int, dict]:  # type: ignore[type-arg]
+def _ready(settings: Settings, runtime: Runtime, path: str = "/readyz") -> tuple[int, dict]:  # type: ignore[type-arg]
     app = create_app(settings, runtime=Runtime(settings))
     with TestClient(app) as c:
-        r = c.get("/readyz")
+        r = c.get(path)
     return r.status_code, r.json()
 
 
@@ -54,6 +54,15 @@ def test_not_ready_when_broker_is_down_or_store_is_full(web_runtime: Runtime) ->
     full = s.model_copy(update={"store": s.store.model_copy(update={"min_free_percent": 99.99})})
     status, body = _ready(full, web_runtime)
     assert status == 503 and "watermark" in body["checks"]["store"]["detail"]
+    # the web replica's readiness probe: its pages need the database only
+    for settings in (down, full):
+        status, body = _ready(settings, web_runtime, "/readyz?check=database")
+        assert status == 200 and body["ready"] is True, body
+        assert set(body["checks"]) == {"database"}
+    status, body = _ready(down, web_runtime, "/readyz?check=database&check=broker")
+    assert status == 503 and set(body["checks"]) == {"database", "broker"}
+    status, _ = _ready(down, web_runtime, "/readyz?check=disk")
+    assert status == 422
 
 
 def test_not_ready_when_database_is_down(web_runtime: Runtime) -> None:
@@ -67,6 +76,8 @@ def test_not_ready_when_database_is_down(web_runtime: Runtime) -> None:
         }
     )
     status, body = _ready(with_viewer(gone), web_runtime)
+    assert status == 503 and body["checks"]["database"]["ok"] is False
+    status, body = _ready(with_viewer(gone), web_runtime, "/readyz?check=database")
     assert status == 503 and body["checks"]["database"]["ok"] is False
 
 
@@ -98,3 +109,16 @@ def test_metrics_count_what_the_database_holds(client: TestClient, case: SeededC
     again = client.get("/metrics").text
     assert 'unitumour_job_stage_duration_seconds_count{stage="infer"} 1.0' in again
     assert "PHANTOM" not in again  # no patient data in metrics
+
+
+def test_service_metrics_come_from_one_replica_only(web_runtime: Runtime, case: SeededCase) -> None:
+    # Every replica reads the same database: two exporting replicas would double a sum().
+    s = web_runtime.settings
+    quiet = s.model_copy(update={"web": s.web.model_copy(update={"service_metrics": False})})
+    for settings, exported in ((s, True), (quiet, False)):
+        with TestClient(create_app(settings, runtime=Runtime(settings))) as c:
+            r = c.get("/metrics")
+        assert r.status_code == 200
+        names = {f.name for f in text_string_to_metric_families(r.text)}
+        assert ("unitumour_jobs" in names) is exported, names
+        assert ("unitumour_deliveries" in names) is exported

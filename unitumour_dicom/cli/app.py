@@ -13,7 +13,9 @@ from .common import setup_logging, state
 from .config_cmd import config_app
 from .db_cmd import db_app
 from .deliveries_cmd import deliveries_app
+from .destinations_cmd import destinations_app
 from .evaluate_cmd import evaluate_command
+from .health_cmd import health_app
 from .process_cmd import process
 from .retention_cmd import retention_app
 from .synth_cmd import synth
@@ -31,6 +33,8 @@ app.add_typer(db_app, name="db")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.add_typer(deliveries_app, name="deliveries")
+app.add_typer(destinations_app, name="destinations")
+app.add_typer(health_app, name="health")
 app.command("synth")(synth)
 app.add_typer(users_app, name="users")
 app.add_typer(retention_app, name="retention")

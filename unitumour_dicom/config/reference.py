@@ -27,6 +27,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from .secret_files import SECRETS_DIR_ENV
 from .settings import CONFIG_ENV, Settings
 
 ENV_PREFIX = "UNITUMOUR_"
@@ -252,7 +253,7 @@ def settings_sections(settings_cls: type[BaseModel] = Settings) -> list[SectionD
 
 def environment_variable_names(settings_cls: type[BaseModel] = Settings) -> frozenset[str]:
     """Every UNITUMOUR_* variable the settings read (names are case-insensitive; upper here)."""
-    names = {CONFIG_ENV}
+    names = {CONFIG_ENV, SECRETS_DIR_ENV}
     for section in settings_sections(settings_cls):
         names.update(f.env for f in section.fields if f.env is not None)
     return frozenset(names)
@@ -278,9 +279,12 @@ precedence first:
 1. command-line flags and keyword overrides (tests);
 2. environment variables `UNITUMOUR_<SECTION>__<FIELD>` (double underscore between levels;
    names are case-insensitive);
-3. a TOML file named by `--config FILE` / `-c FILE` or the `{CONFIG_ENV}` environment variable
+3. files in the folder named by `UNITUMOUR_SECRETS_DIR`, one per variable, named as the
+   variable and holding its value (a Kubernetes Secret volume, Docker secrets, systemd
+   credentials: passwords stay out of the environment);
+4. a TOML file named by `--config FILE` / `-c FILE` or the `{CONFIG_ENV}` environment variable
    (a named file that does not exist is an error);
-4. the defaults below.
+5. the defaults below.
 
 Unknown keys are refused, not ignored: a misspelt section or field stops the process with a
 message that names it. `unitumour config show` prints the effective settings with secrets and

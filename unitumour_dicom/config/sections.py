@@ -469,6 +469,15 @@ class WebSettings(Section):
     readiness_timeout_s: float = Field(
         default=3.0, gt=0, description="Time each /readyz check (database, broker) may take."
     )
+    service_metrics: bool = Field(
+        default=True,
+        description=(
+            "Export the service metrics (read from the database: jobs, deliveries, "
+            "associations...) on /metrics. They are the whole service's, the same on every "
+            "replica, so a sum over replicas multiplies them: with several web replicas, "
+            "export them from one process only (deploy/kubernetes: unitumour-metrics)."
+        ),
+    )
 
 
 class LoggingSettings(Section):

@@ -1,8 +1,9 @@
 """The one settings object, from UNITUMOUR_* environment variables and an optional TOML file.
 
-Precedence, highest first: keyword overrides (tests, CLI flags), environment, TOML file,
-defaults. Nested keys use a double underscore in the environment
-(``UNITUMOUR_LISTENER__PORT=11112``) and tables in TOML (``[listener] port = 11112``).
+Precedence, highest first: keyword overrides (tests, CLI flags), environment, files in
+``UNITUMOUR_SECRETS_DIR`` (one per variable, see :mod:`.secret_files`), TOML file, defaults.
+Nested keys use a double underscore in the environment (``UNITUMOUR_LISTENER__PORT=11112``)
+and tables in TOML (``[listener] port = 11112``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic_settings import (
 )
 
 from ..errors import ConfigError
+from .secret_files import SecretFilesSource, secrets_dir_from_environment
 from .sections import (
     BrokerSettings,
     DatabaseSettings,
@@ -55,6 +57,14 @@ class Settings(BaseSettings):
         default_factory=default_data_dir,
         description="Home of the embedded database, store and broker (default: XDG data dir).",
     )
+    liveness_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Folder where the listener and each worker touch a liveness file as they make "
+            "progress, for `unitumour health` (an exec probe). One per pod or host, never the "
+            "shared store. Unset: no files."
+        ),
+    )
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
@@ -77,6 +87,9 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        secrets_dir = secrets_dir_from_environment()
+        if secrets_dir is not None:
+            sources.append(SecretFilesSource(settings_cls, secrets_dir))
         toml_file = settings_cls.model_config.get("toml_file")
         if toml_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
