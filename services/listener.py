@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,10 +19,11 @@ from unitumour_dicom.config import Settings
 from unitumour_dicom.config.settings import masked_settings
 from unitumour_dicom.db import migrate
 from unitumour_dicom.errors import ConfigError
-from unitumour_dicom.ingest import JobsCreatedHook, ListenerService
-from unitumour_dicom.ingest.logcontext import AssociationLogFilter
 from unitumour_dicom.permissions import private_dir
 from unitumour_dicom.runtime import Runtime
+
+if TYPE_CHECKING:  # ingest (wsidicom, OpenCV) is imported where used: not by `unitumour --help`
+    from unitumour_dicom.ingest import JobsCreatedHook
 
 log = logging.getLogger("unitumour_services.listener")
 
@@ -31,6 +32,8 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s %(association)s %(name)s: %(message)s"
 
 def configure_logging(settings: Settings) -> None:
     """Put the association id on every line; raise the default level to the configured one."""
+    from unitumour_dicom.ingest.logcontext import AssociationLogFilter
+
     root = logging.getLogger()
     if root.level == logging.WARNING:  # no -v/-d/-q given: the settings decide
         root.setLevel(settings.logging.level)
@@ -65,6 +68,8 @@ def run_listener(
     handle_signals: bool = True,
 ) -> None:
     """Run the listener until ``stop_event`` is set (or SIGTERM/SIGINT), then stop gracefully."""
+    from unitumour_dicom.ingest import ListenerService
+
     check_schema(settings)
     stop = stop_event or threading.Event()
     if handle_signals and threading.current_thread() is threading.main_thread():

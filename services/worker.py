@@ -32,12 +32,9 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from celery import Celery, signals
-from celery.exceptions import Reject
-from kombu import Queue
 
 from unitumour_dicom.config import Settings
 from unitumour_dicom.db import record_event
@@ -52,8 +49,10 @@ from unitumour_dicom.jobs.deliveries import (
     recover_deliveries,
 )
 from unitumour_dicom.jobs.reconcile import claim_dispatches
-from unitumour_dicom.jobs.sqla_transport import durable_broker_url
 from unitumour_dicom.runtime import Runtime
+
+if TYPE_CHECKING:  # celery and kombu are imported where used: `unitumour --help` needs neither
+    from celery import Celery
 
 __all__ = [
     "DELIVERY_QUEUE",
@@ -92,6 +91,10 @@ NEW_JOB_POLL_S = 2.0
 # -- the app --------------------------------------------------------------------------------
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings from ours: only ids travel, state stays in SQL, nothing is lost."""
+    from kombu import Queue
+
+    from unitumour_dicom.jobs.sqla_transport import durable_broker_url
+
     embedded = broker_kind(settings.broker_url) == "embedded"
     return {
         "broker_url": durable_broker_url(settings.broker_url),
@@ -162,6 +165,8 @@ def worker_config(settings: Settings, queue: str) -> dict[str, Any]:
 
 def create_celery_app(settings: Settings) -> Celery:
     """The Celery app for ``settings``; tasks are registered on it, not on a global app."""
+    from celery import Celery
+
     app = Celery("unitumour", set_as_current=False)
     app.conf.update(celery_config(settings))
     setattr(app, _SETTINGS_ATTR, settings)
@@ -331,6 +336,8 @@ def bind_context(app: Celery, settings: Settings, *, role: str = "worker") -> Wo
 # -- task bodies ----------------------------------------------------------------------------
 def _refuse_when_stopping(ctx: WorkerContext, what: str) -> None:
     """A stopping worker takes no new work: the message goes back to the queue as it was."""
+    from celery.exceptions import Reject
+
     if ctx.shutting_down.is_set():
         raise Reject(f"{what}: the worker is stopping", requeue=True)
 
@@ -538,6 +545,8 @@ def _quiet_logging_receiver(**_: Any) -> None:
 
 def _keep_our_logging() -> None:
     """Log lines once, through the handlers the command set up; libraries stay quiet."""
+    from celery import signals
+
     signals.setup_logging.connect(_quiet_logging_receiver, weak=False)
     if logging.getLogger().level > logging.DEBUG:
         for name in ("highdicom", "pynetdicom", "wsidicom", "PIL"):
@@ -559,6 +568,8 @@ def run_worker(
     """
     if queue not in QUEUES:
         raise ValueError(f"unknown queue {queue!r}: use one of {', '.join(QUEUES)}")
+    from celery import signals
+
     from unitumour_dicom.db import migrate
 
     if not migrate.is_current(settings.database_url):

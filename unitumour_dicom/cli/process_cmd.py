@@ -8,13 +8,14 @@ from typing import Annotated
 
 import typer
 
-from ..db import JobState, migrate
 from ..errors import ConfigError
 from ..permissions import private_dir
 from .common import fail, run_guarded, state
 
 
 def _check_schema(url: str) -> None:
+    from ..db import migrate
+
     if not migrate.is_current(url):
         raise ConfigError(
             f"the database is at revision {migrate.current_revision(url) or 'base'}, not "
@@ -43,6 +44,7 @@ def process(
     digests, the job with its provenance, the result, and the deliveries the routing rules
     plan (sent later by a running worker).
     """
+    from ..db import JobState
     from ..jobs import worker_name
     from ..pipeline.local import process_folder
 

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from ..errors import UniTumourError
-from ..synthetic import TRANSFER_SYNTAX_NAMES, PhantomSpec, write_phantom_slide
+from ..synthetic.spec import TRANSFER_SYNTAX_NAMES, PhantomSpec
 from .common import fail
 
 logger = logging.getLogger(__name__)
@@ -185,6 +185,8 @@ def synth(
         if now - last_logged[0] >= 5 or done == total:
             last_logged[0] = now
             logger.info("base tiles rendered: %d / %d", done, total)
+
+    from ..synthetic import write_phantom_slide
 
     try:
         slide = write_phantom_slide(out_dir, spec, overwrite=overwrite, progress=progress)

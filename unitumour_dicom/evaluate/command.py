@@ -16,8 +16,6 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import UniTumourError
-from ..model.card import ModelCard
-from ..model.checkpoint import card_path_for, load_model
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +55,9 @@ def evaluate_command(
     """Evaluate a model on image/mask pairs or DICOM slides with reference SEGs."""
     if (manifest is None) == (slides is None):
         raise typer.BadParameter("give exactly one of --manifest and --slides")
+    from ..model.card import ModelCard
+    from ..model.checkpoint import card_path_for, load_model
+
     try:
         loaded = load_model(model, device=device)
         splits = [split] if split else None

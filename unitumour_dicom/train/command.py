@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from ..errors import UniTumourError
-from .trainer import TrainConfig, command_line, train
+from .config import TrainConfig
 
 _defaults = TrainConfig(out=Path("model.safetensors"))
 
@@ -83,6 +83,8 @@ def train_command(
     ../shared/data/ebhi-seg/manifest.csv --out demo.safetensors --device cpu` retrains it.
     Multi-GPU: `torchrun --nproc_per_node N -m unitumour_dicom.train --manifest ... --out ...`.
     """
+    from .trainer import command_line, train
+
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
