@@ -100,3 +100,52 @@ def test_bad_input_is_reported_not_skipped(config: Path, tmp_path: Path):
     result = run(config, slide, "--out", tmp_path / "out")
     assert f"refused {truncated}" in result.output
     assert result.exit_code == 0, result.output  # the two complete levels still form a slide
+
+
+def _write_secondary_capture(path: Path) -> None:
+    """A valid DICOM file that is no whole-slide image (the listener's SOP classes refuse it)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientID, ds.Modality = "SC-1", "OT"
+    ds.Rows = ds.Columns = 8
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = bytes(64)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_a_folder_without_a_slide_is_an_error_not_a_success(config: Path, tmp_path: Path):
+    folder = tmp_path / "sc"
+    folder.mkdir()
+    _write_secondary_capture(folder / "sc.dcm")
+    result = run(config, folder, "--out", tmp_path / "out", "--json")
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout)["refused"]  # the JSON report still comes, on stdout
+    assert f"nothing was processed: {folder} holds no whole-slide image series" in result.stderr
+    assert "(1 file(s) refused)" in result.stderr
+    assert jobs(config) == []
+
+
+def test_a_folder_whose_every_slide_is_unprocessable_says_nothing_was_processed(
+    config: Path, tmp_path: Path
+):
+    from unitumour_dicom.synthetic import PhantomSpec, write_phantom_slide
+
+    spec = PhantomSpec(width=512, height=384, tile_size=256, levels=1, seed=7)
+    phantom = write_phantom_slide(tmp_path / "labels", spec)
+    for path in phantom.level_paths[0]:
+        path.unlink()  # only the LABEL and OVERVIEW images are left: no pyramid
+    result = run(config, tmp_path / "labels", "--out", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert "cannot be processed: the series holds no VOLUME image" in result.stdout
+    assert "nothing was processed: none of the 1 slide(s)" in result.stderr

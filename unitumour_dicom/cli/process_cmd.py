@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..errors import ConfigError
 from ..permissions import private_dir
 from .common import fail, run_guarded, state
+
+if TYPE_CHECKING:
+    from ..pipeline.local import FolderReport
 
 
 def _check_schema(url: str) -> None:
@@ -101,7 +104,19 @@ def process(
             typer.echo(f"job {job_id}: already succeeded; its SEG is copied (use --force to rerun)")
         for path in report.written:
             typer.echo(f"wrote {path}")
+    succeeded = [o for o in report.outcomes if o.state == JobState.SUCCEEDED]
+    if not succeeded and not report.reused:
+        fail(f"nothing was processed: {_why_nothing(report, slide_dir)}", code=1)
     if not report.ok:
-        failed = [o for o in report.outcomes if o.state != JobState.SUCCEEDED]
-        if failed or report.unprocessable:
-            fail("not every slide was processed", code=1)
+        fail("not every slide was processed", code=1)
+
+
+def _why_nothing(report: FolderReport, slide_dir: Path) -> str:
+    """Why a run made no SEG at all, for the one-line error (a script sees status 1)."""
+    if report.unprocessable:
+        n = len(report.unprocessable)
+        return f"none of the {n} slide(s) in {slide_dir} could be processed"
+    if report.outcomes:
+        return f"none of the {len(report.outcomes)} job(s) succeeded"
+    refused = f" ({len(report.refused)} file(s) refused)" if report.refused else ""
+    return f"{slide_dir} holds no whole-slide image series{refused}"
