@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
+from scipy import ndimage
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -149,3 +152,72 @@ def test_a_folder_whose_every_slide_is_unprocessable_says_nothing_was_processed(
     assert result.exit_code == 1, result.output
     assert "cannot be processed: the series holds no VOLUME image" in result.stdout
     assert "nothing was processed: none of the 1 slide(s)" in result.stderr
+
+
+@pytest.fixture
+def all_tumour_config(tmp_path: Path) -> Path:
+    """Settings whose model calls every tissue pixel tumour (head weights zero, bias +10), so
+    the SEG, and the picture's tint, cover the phantom's tissue."""
+    import torch
+
+    from tests.model.checkpoints import card_fields
+    from unitumour_dicom.model import TumourUNet, save_checkpoint
+
+    fields = card_fields(name="constant")
+    net = TumourUNet(**fields["architecture_args"])
+    with torch.no_grad():
+        net.head.weight.zero_()
+        net.head.bias.fill_(10.0)
+    weights = tmp_path / "model" / "constant.safetensors"
+    weights.parent.mkdir()
+    save_checkpoint(net, weights, fields)
+    path = tmp_path / "unitumour.toml"
+    path.write_text(
+        toml_text({"data_dir": tmp_path / "data", "model": {"path": weights, "device": "cpu"}})
+    )
+    (tmp_path / "data").mkdir()
+    migrate.upgrade(load_settings(path).database_url)
+    return path
+
+
+def test_png_draws_the_slide_with_its_tumour_tinted(all_tumour_config: Path, tmp_path: Path):
+    from PIL import Image
+
+    from unitumour_dicom.seg.overlay import (
+        FILL_RGB,
+        choose_seg_level,
+        read_seg_mask,
+        render_overlay_png,
+        resample_nearest,
+        seg_levels,
+    )
+
+    [slide] = phantom_folders(tmp_path / "in", 1)  # 1024 x 768
+    picture = tmp_path / "qa" / "slide.png"
+    result = run(
+        all_tumour_config, slide, "--out", tmp_path / "out", "--png", picture,
+        "--png-size", "512", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["pictures"] == [str(picture)]
+    drawn = np.asarray(Image.open(picture).convert("RGB")).astype(np.int32)
+    assert drawn.shape == (384, 512, 3)  # the slide's 4:3, longest side 512
+    # where the SEG that was written says tumour, the picture is tinted towards the fill
+    seg_files = sorted((tmp_path / "out").rglob("*.dcm"))
+    level = choose_seg_level(seg_levels(seg_files), 512)
+    tumour = resample_nearest(read_seg_mask(level), 384, 512) >= 0.5
+    inside = ndimage.binary_erosion(tumour, iterations=4)
+    outside = ~ndimage.binary_dilation(tumour, iterations=4)
+    assert inside.sum() > 0.1 * inside.size and outside.sum() > 0.05 * outside.size
+    bare = render_overlay_png(slide_paths=sorted(slide.glob("*.dcm")), seg_paths=[], max_pixels=512)
+    bare_rgb = np.asarray(Image.open(io.BytesIO(bare)).convert("RGB")).astype(np.int32)
+    fill = np.asarray(FILL_RGB)
+    closer = np.abs(drawn - fill).sum(axis=2) < np.abs(bare_rgb - fill).sum(axis=2)
+    assert closer[inside].mean() > 0.99
+    assert (drawn[outside] == bare_rgb[outside]).all(axis=1).mean() > 0.99
+    # a folder: one <series UID>.png per slide (here the earlier result, reused)
+    again = run(all_tumour_config, slide, "--out", tmp_path / "out2", "--png", tmp_path / "qa2")
+    assert again.exit_code == 0, again.output
+    series = pydicom.dcmread(slide / "level-0.dcm", stop_before_pixels=True).SeriesInstanceUID
+    assert (tmp_path / "qa2" / f"{series}.png").is_file()
+    assert f"drew {tmp_path / 'qa2' / f'{series}.png'}" in again.stdout

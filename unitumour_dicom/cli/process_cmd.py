@@ -39,6 +39,17 @@ def process(
             "--force", help="Run again a slide already processed (a new, superseding job)."
         ),
     ] = False,
+    png: Annotated[
+        Path | None,
+        typer.Option(
+            "--png",
+            help="QA picture per slide (thumbnail, tumour outlined and tinted): a .png file "
+            "for one slide, else a folder that receives <series UID>.png.",
+        ),
+    ] = None,
+    png_size: Annotated[
+        int, typer.Option("--png-size", min=64, max=4096, help="Longest side of the picture.")
+    ] = 1024,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Admit the folder's instances, segment each slide, write its SEG to --out.
@@ -49,7 +60,8 @@ def process(
     """
     from ..db import JobState
     from ..jobs import worker_name
-    from ..pipeline.local import process_folder
+    from ..pipeline.local import process_folder, write_overlays
+    from ..seg.overlay import PictureError
 
     runtime = run_guarded(state.runtime)
     settings = runtime.settings
@@ -70,6 +82,14 @@ def process(
         force=force,
         on_outcome=show,
     )
+    drawn = [o.job_id for o in report.outcomes if o.state == JobState.SUCCEEDED]
+    drawn += report.reused
+    pictures: list[Path] = []
+    if png is not None and drawn:
+        try:
+            pictures = run_guarded(write_overlays, drawn, runtime, png, max_pixels=png_size)
+        except PictureError as exc:
+            fail(f"the QA picture could not be drawn: {exc}", code=1)
     summary = {
         "admitted": len(report.admitted),
         "duplicates": len(report.duplicates),
@@ -88,6 +108,7 @@ def process(
         ],
         "reused_jobs": report.reused,
         "written": [str(p) for p in report.written],
+        "pictures": [str(p) for p in pictures],
     }
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
@@ -104,6 +125,8 @@ def process(
             typer.echo(f"job {job_id}: already succeeded; its SEG is copied (use --force to rerun)")
         for path in report.written:
             typer.echo(f"wrote {path}")
+        for path in pictures:
+            typer.echo(f"drew {path}")
     succeeded = [o for o in report.outcomes if o.state == JobState.SUCCEEDED]
     if not succeeded and not report.reused:
         fail(f"nothing was processed: {_why_nothing(report, slide_dir)}", code=1)

@@ -191,6 +191,47 @@ def copy_results(job_ids: list[int], runtime: Runtime, out_dir: Path) -> list[Pa
     return written
 
 
+def write_overlays(
+    job_ids: list[int], runtime: Runtime, target: Path, *, max_pixels: int = 1024
+) -> list[Path]:
+    """Draw each job's QA picture (slide thumbnail, its SEG's tumour outlined and tinted).
+
+    ``target`` ending in ``.png`` names the one picture of a single slide; otherwise it is a
+    folder (created) that receives ``<series UID>.png`` per slide. The slide is read from the
+    job's own input instances and the tumour from the SEG the store holds, as the web app's
+    case picture is.
+    """
+    from ..seg.overlay import PictureError, render_overlay_png
+    from .inputs import resolve_inputs
+
+    single = target.suffix.lower() == ".png"
+    if single and len(job_ids) != 1:
+        raise UniTumourError(
+            f"--png {target} names one picture but {len(job_ids)} slides were processed: "
+            "give a folder"
+        )
+    if not single:
+        target.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for job_id in job_ids:
+        with runtime.session() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            inputs = resolve_inputs(session=session, job=job)
+            result = session.scalars(select(Result).where(Result.job_id == job_id)).one_or_none()
+            if result is None:
+                raise PictureError(f"job {job_id} has no result to draw")
+            seg_paths = [runtime.store.abspath(i.path) for i in result.instances]
+        png = render_overlay_png(
+            slide_paths=inputs.paths(runtime.store), seg_paths=seg_paths, max_pixels=max_pixels
+        )
+        dest = target if single else target / f"{inputs.series_instance_uid}.png"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(png)
+        written.append(dest)
+    return written
+
+
 def process_folder(
     folder: Path,
     out_dir: Path,
