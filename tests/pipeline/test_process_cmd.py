@@ -221,3 +221,16 @@ def test_png_draws_the_slide_with_its_tumour_tinted(all_tumour_config: Path, tmp
     series = pydicom.dcmread(slide / "level-0.dcm", stop_before_pixels=True).SeriesInstanceUID
     assert (tmp_path / "qa2" / f"{series}.png").is_file()
     assert f"drew {tmp_path / 'qa2' / f'{series}.png'}" in again.stdout
+
+
+def test_progress_bars_go_to_stderr_and_json_stays_on_stdout(
+    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("UNITUMOUR_PROGRESS", "1")  # forced on: CliRunner's stderr is no tty
+    [slide] = phantom_folders(tmp_path / "in", 1)
+    result = run(config, slide, "--out", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["admitted"] == 3  # stdout: the JSON, nothing else
+    for stage in ("files", "slides", "tiles"):
+        assert stage in result.stderr
+    assert "3/3" in result.stderr  # the three files admitted

@@ -10,6 +10,7 @@ import typer
 
 from ..errors import ConfigError
 from ..permissions import private_dir
+from .bars import Bars, progress_wanted
 from .common import fail, run_guarded, state
 
 if TYPE_CHECKING:
@@ -51,6 +52,9 @@ def process(
         int, typer.Option("--png-size", min=64, max=4096, help="Longest side of the picture.")
     ] = 1024,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", help="No progress bars (shown on a terminal).")
+    ] = False,
 ) -> None:
     """Admit the folder's instances, segment each slide, write its SEG to --out.
 
@@ -73,15 +77,17 @@ def process(
         if not as_json:
             typer.echo(f"job {outcome.job_id}: {outcome.message}")
 
-    report = run_guarded(
-        process_folder,
-        slide_dir,
-        out,
-        runtime=runtime,
-        worker=worker_name("process"),
-        force=force,
-        on_outcome=show,
-    )
+    with Bars(progress_wanted(no_progress=no_progress, as_json=as_json)) as bars:
+        report = run_guarded(
+            process_folder,
+            slide_dir,
+            out,
+            runtime=runtime,
+            worker=worker_name("process"),
+            force=force,
+            on_outcome=show,
+            on_progress=bars,
+        )
     drawn = [o.job_id for o in report.outcomes if o.state == JobState.SUCCEEDED]
     drawn += report.reused
     pictures: list[Path] = []

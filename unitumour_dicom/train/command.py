@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from ..cli.bars import Bars, progress_wanted
 from ..errors import UniTumourError
 from .config import TrainConfig
 
@@ -76,6 +77,9 @@ def train_command(
     limit: Annotated[int | None, typer.Option(help="Records per split (smoke runs).")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after N steps (smoke).")] = None,
     log_file: Annotated[Path | None, typer.Option(help="Append one JSON line per epoch.")] = None,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", help="No progress bars (shown on a terminal).")
+    ] = False,
 ) -> None:
     """Train the segmentation network; write a checkpoint and its model card.
 
@@ -124,7 +128,8 @@ def train_command(
         command=command_line(),
     )
     try:
-        result = train(config, progress=lambda msg: typer.echo(msg, err=True))
+        with Bars(progress_wanted(no_progress=no_progress)) as bars:
+            result = train(config, progress=bars.echo, on_progress=bars)
     except UniTumourError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc

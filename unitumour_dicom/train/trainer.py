@@ -47,6 +47,7 @@ from ..model.checkpoint import load_model, save_checkpoint
 from ..model.device import select_device
 from ..model.network import build_network, count_parameters
 from ..model.postprocess import postprocess_probability
+from ..progress import StageProgress
 from .augment import AugmentConfig, augment_pair
 from .config import TrainConfig
 from .loss import DiceBCELoss
@@ -318,8 +319,17 @@ def tune_postprocessing(
     return best[1], best[2]
 
 
-def train(config: TrainConfig, *, progress: Callable[[str], None] | None = None) -> TrainResult:
-    """Run the recipe in ``config``; write ``config.out`` and its card; return them."""
+def train(
+    config: TrainConfig,
+    *,
+    progress: Callable[[str], None] | None = None,
+    on_progress: StageProgress | None = None,
+) -> TrainResult:
+    """Run the recipe in ``config``; write ``config.out`` and its card; return them.
+
+    ``progress`` receives a line per event (data, each epoch's record as JSON, the choice of
+    post-processing); ``on_progress`` is told ``("epochs", done, total)`` after each epoch and
+    ``("steps", done, total)`` after each step of the epoch (in the main process only)."""
     started = time.perf_counter()
     say = progress or (lambda msg: logger.info("%s", msg))
     if config.manifest is None and config.slides is None:
@@ -419,7 +429,10 @@ def train(config: TrainConfig, *, progress: Callable[[str], None] | None = None)
             sampler.set_epoch(epoch)
             t0 = time.perf_counter()
             loss_sum, loss_n, images_seen = 0.0, 0, 0
-            for images, masks in loader:
+            report = on_progress if dist.main else None
+            if report is not None:
+                report("epochs", epoch, config.epochs)
+            for epoch_step, (images, masks) in enumerate(loader, 1):
                 x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
                 x = (x / 255.0 - mean_t) / std_t
                 if channels_last:
@@ -440,6 +453,8 @@ def train(config: TrainConfig, *, progress: Callable[[str], None] | None = None)
                 loss_sum += float(loss.detach())
                 loss_n += 1
                 images_seen += x.shape[0] * dist.world
+                if report is not None:
+                    report("steps", epoch_step, steps_per_epoch)
                 if config.max_steps and step >= config.max_steps:
                     break
             if device.type == "cuda":
@@ -473,6 +488,8 @@ def train(config: TrainConfig, *, progress: Callable[[str], None] | None = None)
                 best_score, best_epoch = score, epoch + 1
                 best_state = {k: v.detach().clone() for k, v in ema.module.state_dict().items()}
             say(json.dumps(record))
+            if report is not None:
+                report("epochs", epoch + 1, config.epochs)
             if log_fh:
                 log_fh.write(json.dumps(record) + "\n")
                 log_fh.flush()
