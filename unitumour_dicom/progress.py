@@ -1,6 +1,6 @@
 """Progress of long library calls, reported through a plain callable: the library never
 draws, it calls ``report(stage, done, total)`` (``total`` None when unknown) and the caller
-shows it as it likes (the CLI draws bars on standard error, unitumour_dicom.cli.bars).
+shows it as it likes (the commands draw bars on standard error: unitumour_dicom.progress_bars).
 
 Older calls take ``progress(done, total)`` for their one stage; :func:`for_stage` adapts a
 stage report to that shape.

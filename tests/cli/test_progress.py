@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from unitumour_dicom.cli.app import app
-from unitumour_dicom.cli.bars import PROGRESS_ENV, Bars, progress_wanted
+from unitumour_dicom.progress_bars import PROGRESS_ENV, Bars, progress_wanted
 
 pytestmark = pytest.mark.unittest
 

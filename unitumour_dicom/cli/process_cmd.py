@@ -10,7 +10,7 @@ import typer
 
 from ..errors import ConfigError
 from ..permissions import private_dir
-from .bars import Bars, progress_wanted
+from ..progress_bars import Bars, progress_wanted
 from .common import fail, run_guarded, state
 
 if TYPE_CHECKING:

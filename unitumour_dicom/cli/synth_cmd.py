@@ -13,8 +13,8 @@ from typing import Annotated
 import typer
 
 from ..errors import UniTumourError
+from ..progress_bars import Bars, progress_wanted
 from ..synthetic.spec import TRANSFER_SYNTAX_NAMES, PhantomSpec
-from .bars import Bars, progress_wanted
 from .common import fail
 
 logger = logging.getLogger(__name__)

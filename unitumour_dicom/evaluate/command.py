@@ -15,9 +15,9 @@ from typing import Annotated, Any
 
 import typer
 
-from ..cli.bars import Bars, progress_wanted
 from ..errors import UniTumourError
 from ..progress import for_stage
+from ..progress_bars import Bars, progress_wanted
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 
-from ..cli.bars import Bars, progress_wanted
 from ..errors import UniTumourError
+from ..progress_bars import Bars, progress_wanted
 from .config import TrainConfig
 
 _defaults = TrainConfig(out=Path("model.safetensors"))

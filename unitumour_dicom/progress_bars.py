@@ -1,13 +1,16 @@
 """Progress bars (rich) on standard error for the long commands: synth, process, evaluate,
 train. The library reports through a plain ``report(stage, done, total)``
-(:mod:`unitumour_dicom.progress`); this turns the reports into one bar per stage.
+(:mod:`unitumour_dicom.progress`); this, the commands' terminal side, turns the reports into
+one bar per stage. No library function imports it.
 
 Bars are drawn only when standard error is a terminal, and never with ``--no-progress`` or
 ``--json``; ``UNITUMOUR_PROGRESS=1`` (or ``0``) forces them on (or off) whatever the rest says.
 Standard output is never written to, so ``--json`` output stays one JSON document.
 
-This module imports only the standard library at import time (``train.command`` imports it
-on training hosts; rich comes with typer and is imported when a bar is drawn).
+It lives outside ``unitumour_dicom.cli`` (whose package imports the whole command tree) and
+imports only the standard library at import time, because ``train.command`` uses it on
+training hosts that have neither the settings nor the database layer; rich comes with typer
+and is imported when a bar is drawn.
 """
 
 from __future__ import annotations
