@@ -51,3 +51,11 @@ def test_help_of_every_command_imports_no_heavy_stack() -> None:
     assert "Usage" in done.stdout  # the help was printed
     imported = json.loads(done.stdout.strip().splitlines()[-1])
     assert imported == []
+
+
+def test_the_users_commands_role_choices_are_the_databases_roles() -> None:
+    """users_cmd spells the roles out (so --help needs no database layer); they must agree."""
+    from unitumour_dicom.cli.users_cmd import RoleChoice
+    from unitumour_dicom.db import UserRole
+
+    assert [r.value for r in RoleChoice] == [r.value for r in UserRole]
