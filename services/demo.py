@@ -32,17 +32,16 @@ from typing import IO, TYPE_CHECKING, Annotated
 import typer
 
 from unitumour_dicom.cli.common import fail, state
-from unitumour_dicom.config import load_settings
 from unitumour_dicom.demo.config import CONFIG_NAME, PACS_AE, SCANNER_AE
 from unitumour_dicom.demo.errors import DemoError
 from unitumour_dicom.errors import UniTumourError
 from unitumour_dicom.portcheck import is_listening
-from unitumour_dicom.runtime import Runtime
 
 from .worker import verbosity_flags
 
 if TYPE_CHECKING:  # the demo library (wsidicom, highdicom) is imported where used
     from unitumour_dicom.demo import SampleSlide, SlideProgress, SlideReport
+    from unitumour_dicom.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -361,6 +360,7 @@ class DemoOptions:
 def _run(console: Console, children: list[Child], options: DemoOptions) -> int:
     """The demo from an empty folder to the summary; the children it starts are appended to
     ``children`` at once, so that the caller stops them whatever happens here."""
+    from unitumour_dicom.config import load_settings
     from unitumour_dicom.demo import (
         DemoPorts,
         build_samples,
@@ -369,6 +369,7 @@ def _run(console: Console, children: list[Child], options: DemoOptions) -> int:
         locate_ebhi_data,
         settings_toml,
     )
+    from unitumour_dicom.runtime import Runtime
 
     data_dir = options.data_dir
     prepare_data_dir(data_dir)

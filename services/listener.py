@@ -17,10 +17,8 @@ import typer
 from unitumour_dicom.cli.common import JsonLogFormatter, run_guarded, state
 from unitumour_dicom.config import Settings
 from unitumour_dicom.config.settings import masked_settings
-from unitumour_dicom.db import migrate
 from unitumour_dicom.errors import ConfigError
 from unitumour_dicom.permissions import private_dir
-from unitumour_dicom.runtime import Runtime
 
 if TYPE_CHECKING:  # ingest (wsidicom, OpenCV) is imported where used: not by `unitumour --help`
     from unitumour_dicom.ingest import JobsCreatedHook
@@ -49,6 +47,8 @@ def configure_logging(settings: Settings) -> None:
 
 def check_schema(settings: Settings) -> None:
     """Refuse to start on a database whose schema is not the newest."""
+    from unitumour_dicom.db import migrate
+
     url = settings.database_url
     if url.startswith("sqlite:///"):
         private_dir(settings.data_dir)  # holds the spool and (SQLite) the database: owner-only
@@ -69,6 +69,7 @@ def run_listener(
 ) -> None:
     """Run the listener until ``stop_event`` is set (or SIGTERM/SIGINT), then stop gracefully."""
     from unitumour_dicom.ingest import ListenerService
+    from unitumour_dicom.runtime import Runtime
 
     check_schema(settings)
     stop = stop_event or threading.Event()

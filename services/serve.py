@@ -21,7 +21,6 @@ import typer
 
 from unitumour_dicom.cli.common import apply_logging_settings, fail, run_guarded, state
 from unitumour_dicom.config import Settings
-from unitumour_dicom.db import migrate
 from unitumour_dicom.jobs.supervisor import ChildSpec, Supervisor
 from unitumour_dicom.permissions import private_dir
 
@@ -96,6 +95,8 @@ def serve_command(
         return
     if settings.database_url.startswith("sqlite:///"):
         private_dir(settings.data_dir)
+    from unitumour_dicom.db import migrate
+
     # One machine, embedded defaults: bring the schema to the newest revision on start.
     migrate.upgrade(settings.database_url)
     with_web = web and web_available()
