@@ -36,23 +36,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from unitumour_dicom.config import Settings
-from unitumour_dicom.db import record_event
-from unitumour_dicom.db.types import utcnow
-from unitumour_dicom.errors import UniTumourError
-from unitumour_dicom.jobs import JobEvent, reconcile_jobs, worker_name
-from unitumour_dicom.jobs.broker import broker_kind, transport_options
-from unitumour_dicom.jobs.deliveries import (
-    claim_delivery,
-    claim_delivery_dispatches,
-    mark_delivery_dispatched,
-    recover_deliveries,
-)
-from unitumour_dicom.jobs.reconcile import claim_dispatches
-from unitumour_dicom.runtime import Runtime
-
-if TYPE_CHECKING:  # celery and kombu are imported where used: `unitumour --help` needs neither
+if TYPE_CHECKING:  # imported where used: `unitumour --help` needs no broker nor database
     from celery import Celery
+
+    from unitumour_dicom.config import Settings
+    from unitumour_dicom.runtime import Runtime
 
 __all__ = [
     "DELIVERY_QUEUE",
@@ -93,6 +81,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings from ours: only ids travel, state stays in SQL, nothing is lost."""
     from kombu import Queue
 
+    from unitumour_dicom.jobs.broker import broker_kind, transport_options
     from unitumour_dicom.jobs.sqla_transport import durable_broker_url
 
     embedded = broker_kind(settings.broker_url) == "embedded"
@@ -142,6 +131,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def _make_embedded_broker_dir(url: str) -> None:
     """The embedded broker's SQLite file needs its folder (the data directory) to exist."""
+    from unitumour_dicom.jobs.broker import broker_kind
+
     if broker_kind(url) == "embedded" and "sqlite:///" in url:
         path = url.split("sqlite:///", 1)[1]
         if path and path != ":memory:":
@@ -158,6 +149,8 @@ def worker_config(settings: Settings, queue: str) -> dict[str, Any]:
     closed by its operating system, and a dead host's job comes back through its lease, as on
     every broker. (RabbitMQ's ``consumer_timeout`` must still exceed the longest job.)
     """
+    from unitumour_dicom.jobs.broker import broker_kind
+
     if queue == SEGMENTATION_QUEUE and broker_kind(settings.broker_url) == "rabbitmq":
         return {"broker_heartbeat": 0}
     return {}
@@ -192,6 +185,8 @@ class CeleryDispatcher:
     """
 
     def __init__(self, app: Celery, runtime: Runtime, *, actor: str | None = None) -> None:
+        from unitumour_dicom.jobs import worker_name
+
         self.app = app
         self.runtime = runtime
         self.actor = actor or worker_name("dispatcher")
@@ -216,6 +211,11 @@ class CeleryDispatcher:
         Marking and sending are split by a commit: the mark is a compare-and-set, so a hook
         and a reconcile racing for the same new job send it once.
         """
+        from unitumour_dicom.db import record_event
+        from unitumour_dicom.db.types import utcnow
+        from unitumour_dicom.jobs import JobEvent
+        from unitumour_dicom.jobs.reconcile import claim_dispatches
+
         ids = [int(i) for i in job_ids]
         if not ids:
             return []
@@ -235,6 +235,9 @@ class CeleryDispatcher:
 
     def dispatch_deliveries(self, delivery_ids: Sequence[int]) -> list[int]:
         """Send the deliveries among ``delivery_ids`` that are due and have no message yet."""
+        from unitumour_dicom.db.types import utcnow
+        from unitumour_dicom.jobs.deliveries import claim_delivery_dispatches
+
         ids = [int(i) for i in delivery_ids]
         if not ids:
             return []
@@ -269,6 +272,8 @@ class CeleryDispatcher:
 
 def make_job_dispatcher(settings: Settings) -> CeleryDispatcher:
     """A dispatcher for a process that only sends (the listener, the web app)."""
+    from unitumour_dicom.runtime import Runtime
+
     runtime = Runtime(settings)
     return CeleryDispatcher(create_celery_app(settings), runtime)
 
@@ -323,6 +328,9 @@ def context_of(app: Celery) -> WorkerContext:
 
 
 def bind_context(app: Celery, settings: Settings, *, role: str = "worker") -> WorkerContext:
+    from unitumour_dicom.jobs import worker_name
+    from unitumour_dicom.runtime import Runtime
+
     runtime = Runtime(settings)
     context = WorkerContext(
         runtime=runtime,
@@ -365,7 +373,9 @@ def _segment(ctx: WorkerContext, job_id: int) -> str:
 
 def _deliver(ctx: WorkerContext, delivery_id: int) -> str:
     from unitumour_dicom.db import Delivery, DeliveryState
+    from unitumour_dicom.db.types import utcnow
     from unitumour_dicom.deliver import attempt_delivery
+    from unitumour_dicom.jobs.deliveries import claim_delivery, mark_delivery_dispatched
 
     _refuse_when_stopping(ctx, f"delivery {delivery_id}")
     settings = ctx.runtime.settings
@@ -459,12 +469,20 @@ class Reconciler:
 
     def send_unsent(self) -> list[int]:
         """Jobs nobody has sent yet (their creator had no hook, or crashed after its commit)."""
+        from unitumour_dicom.db.types import utcnow
+        from unitumour_dicom.jobs.reconcile import claim_dispatches
+
         with self.ctx.runtime.session() as session:
             ids = claim_dispatches(session=session, now=utcnow())
         self.ctx.dispatcher.send_jobs(ids)
         return ids
 
     def run_once(self) -> dict[str, int]:
+        from unitumour_dicom.db import record_event
+        from unitumour_dicom.db.types import utcnow
+        from unitumour_dicom.jobs import JobEvent, reconcile_jobs
+        from unitumour_dicom.jobs.deliveries import recover_deliveries
+
         ctx = self.ctx
         settings = ctx.runtime.settings
         now = utcnow()
@@ -566,6 +584,9 @@ def run_worker(
     ``segmentation``: solo pool (the job runs in this process, one at a time; the model is
     loaded before the first message is taken). ``delivery``: a pool of threads.
     """
+    from unitumour_dicom.db import record_event
+    from unitumour_dicom.jobs import JobEvent
+
     if queue not in QUEUES:
         raise ValueError(f"unknown queue {queue!r}: use one of {', '.join(QUEUES)}")
     from celery import signals
@@ -734,6 +755,7 @@ def worker_command(
 ) -> None:
     """Run the workers of this host: segmentation (one per GPU) and delivery, until stopped."""
     from unitumour_dicom.cli.common import apply_logging_settings, fail, run_guarded, state
+    from unitumour_dicom.errors import UniTumourError
     from unitumour_dicom.jobs.supervisor import Supervisor
 
     settings = run_guarded(state.settings)
