@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from unitumour_dicom.cli.common import JsonLogFormatter, run_guarded, state
-from unitumour_dicom.config import Settings
-from unitumour_dicom.config.settings import masked_settings
 from unitumour_dicom.errors import ConfigError
 from unitumour_dicom.permissions import private_dir
 
 if TYPE_CHECKING:  # ingest (wsidicom, OpenCV) is imported where used: not by `unitumour --help`
+    from unitumour_dicom.config import Settings
     from unitumour_dicom.ingest import JobsCreatedHook
 
 log = logging.getLogger("unitumour_services.listener")
@@ -68,6 +67,7 @@ def run_listener(
     handle_signals: bool = True,
 ) -> None:
     """Run the listener until ``stop_event`` is set (or SIGTERM/SIGINT), then stop gracefully."""
+    from unitumour_dicom.config.settings import masked_settings
     from unitumour_dicom.ingest import ListenerService
     from unitumour_dicom.runtime import Runtime
 

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from unitumour_dicom.cli.common import apply_logging_settings, fail, run_guarded, state
-from unitumour_dicom.config import Settings
-from unitumour_dicom.jobs.supervisor import ChildSpec, Supervisor
 from unitumour_dicom.permissions import private_dir
 
 from .worker import cli_prefix, make_job_dispatcher, verbosity_flags, worker_specs
+
+if TYPE_CHECKING:  # imported where used: `unitumour --help` needs no jobs or settings layer
+    from unitumour_dicom.config import Settings
+    from unitumour_dicom.jobs.supervisor import ChildSpec
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ def web_available() -> bool:
 
 def serve_specs(settings: Settings, *, prefix: list[str], web: bool) -> list[ChildSpec]:
     """The processes of a one-machine service."""
+    from unitumour_dicom.jobs.supervisor import ChildSpec
+
     specs = [ChildSpec(name="listener", argv=[*prefix, "serve", "--role", "listener"])]
     specs += worker_specs(settings, cli_prefix=prefix)
     if web:
@@ -117,6 +121,8 @@ def serve_command(
         + "Ctrl-C stops (running jobs finish first).",
         err=True,
     )
+    from unitumour_dicom.jobs.supervisor import Supervisor
+
     supervisor = Supervisor(specs, stop_timeout_s=settings.worker.shutdown_timeout_s + 30)
     supervisor.install_signal_handlers()
     raise typer.Exit(supervisor.run())

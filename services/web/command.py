@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from unitumour_dicom.cli.common import apply_logging_settings, fail, run_guarded, state
-from unitumour_dicom.config import masked_settings
 from unitumour_dicom.permissions import private_dir
 
 from .viewer_assets import VIEWER, ViewerAssetsError, fetch_viewer
@@ -43,6 +42,7 @@ def web(
         return
     import uvicorn
 
+    from unitumour_dicom.config import masked_settings
     from unitumour_dicom.db import migrate
 
     from .app import create_app, default_viewer_dir
