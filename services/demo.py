@@ -27,34 +27,21 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Annotated
+from typing import IO, TYPE_CHECKING, Annotated
 
 import typer
 
 from unitumour_dicom.cli.common import fail, state
-from unitumour_dicom.config import load_settings
-from unitumour_dicom.demo import (
-    DemoPorts,
-    SampleSlide,
-    SlideProgress,
-    SlideReport,
-    build_samples,
-    demo_settings,
-    format_report,
-    locate_ebhi_data,
-    received_seg_files,
-    score_seg,
-    settings_toml,
-    slide_progress,
-    storescu_transfer_option,
-)
 from unitumour_dicom.demo.config import CONFIG_NAME, PACS_AE, SCANNER_AE
 from unitumour_dicom.demo.errors import DemoError
 from unitumour_dicom.errors import UniTumourError
 from unitumour_dicom.portcheck import is_listening
-from unitumour_dicom.runtime import Runtime
 
 from .worker import verbosity_flags
+
+if TYPE_CHECKING:  # the demo library (wsidicom, highdicom) is imported where used
+    from unitumour_dicom.demo import SampleSlide, SlideProgress, SlideReport
+    from unitumour_dicom.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +142,8 @@ def run_step(argv: list[str], what: str, *, stdin: str | None = None) -> str:
 
 def send_slide(sample: SampleSlide, port: int, log_path: Path) -> None:
     """storescu as a scanner: only the slide's own SOP class and transfer syntax proposed."""
+    from unitumour_dicom.demo import storescu_transfer_option
+
     argv = [
         "storescu",
         "-aet", SCANNER_AE,
@@ -205,6 +194,8 @@ def follow(
 ) -> dict[str, SlideProgress]:
     """Poll the database until every slide is delivered and its SEG is at the PACS, or has
     failed for good, or ``timeout`` seconds pass. Prints each change of stage."""
+    from unitumour_dicom.demo import received_seg_files, slide_progress
+
     deadline = time.monotonic() + timeout
     latest: dict[str, SlideProgress] = {}
     shown: dict[str, str] = {}
@@ -241,6 +232,8 @@ def follow(
 def report_for(
     sample: SampleSlide, progress: SlideProgress, pacs_dir: Path, web_port: int
 ) -> SlideReport:
+    from unitumour_dicom.demo import SlideReport, received_seg_files, score_seg
+
     files = received_seg_files(pacs_dir, progress.seg_instance_uids)
     score = error = None
     if progress.seg_instance_uids and len(files) == len(progress.seg_instance_uids):
@@ -367,6 +360,17 @@ class DemoOptions:
 def _run(console: Console, children: list[Child], options: DemoOptions) -> int:
     """The demo from an empty folder to the summary; the children it starts are appended to
     ``children`` at once, so that the caller stops them whatever happens here."""
+    from unitumour_dicom.config import load_settings
+    from unitumour_dicom.demo import (
+        DemoPorts,
+        build_samples,
+        demo_settings,
+        format_report,
+        locate_ebhi_data,
+        settings_toml,
+    )
+    from unitumour_dicom.runtime import Runtime
+
     data_dir = options.data_dir
     prepare_data_dir(data_dir)
     logs, pacs_dir = data_dir / "logs", data_dir / "pacs"

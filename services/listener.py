@@ -10,20 +10,18 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from unitumour_dicom.cli.common import JsonLogFormatter, run_guarded, state
-from unitumour_dicom.config import Settings
-from unitumour_dicom.config.settings import masked_settings
-from unitumour_dicom.db import migrate
 from unitumour_dicom.errors import ConfigError
-from unitumour_dicom.ingest import JobsCreatedHook, ListenerService
-from unitumour_dicom.ingest.logcontext import AssociationLogFilter
 from unitumour_dicom.liveness import LivenessFile
 from unitumour_dicom.permissions import private_dir
-from unitumour_dicom.runtime import Runtime
+
+if TYPE_CHECKING:  # ingest (wsidicom, OpenCV) is imported where used: not by `unitumour --help`
+    from unitumour_dicom.config import Settings
+    from unitumour_dicom.ingest import JobsCreatedHook
 
 log = logging.getLogger("unitumour_services.listener")
 
@@ -32,6 +30,8 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s %(association)s %(name)s: %(message)s"
 
 def configure_logging(settings: Settings) -> None:
     """Put the association id on every line; raise the default level to the configured one."""
+    from unitumour_dicom.ingest.logcontext import AssociationLogFilter
+
     root = logging.getLogger()
     if root.level == logging.WARNING:  # no -v/-d/-q given: the settings decide
         root.setLevel(settings.logging.level)
@@ -47,6 +47,8 @@ def configure_logging(settings: Settings) -> None:
 
 def check_schema(settings: Settings) -> None:
     """Refuse to start on a database whose schema is not the newest."""
+    from unitumour_dicom.db import migrate
+
     url = settings.database_url
     if url.startswith("sqlite:///"):
         private_dir(settings.data_dir)  # holds the spool and (SQLite) the database: owner-only
@@ -66,6 +68,10 @@ def run_listener(
     handle_signals: bool = True,
 ) -> None:
     """Run the listener until ``stop_event`` is set (or SIGTERM/SIGINT), then stop gracefully."""
+    from unitumour_dicom.config.settings import masked_settings
+    from unitumour_dicom.ingest import ListenerService
+    from unitumour_dicom.runtime import Runtime
+
     check_schema(settings)
     stop = stop_event or threading.Event()
     if handle_signals and threading.current_thread() is threading.main_thread():

@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from unitumour_dicom.cli.common import apply_logging_settings, fail, run_guarded, state
-from unitumour_dicom.config import Settings
-from unitumour_dicom.db import migrate
-from unitumour_dicom.jobs.supervisor import ChildSpec, Supervisor
 from unitumour_dicom.permissions import private_dir
 
 from .worker import cli_prefix, make_job_dispatcher, verbosity_flags, worker_specs
+
+if TYPE_CHECKING:  # imported where used: `unitumour --help` needs no jobs or settings layer
+    from unitumour_dicom.config import Settings
+    from unitumour_dicom.jobs.supervisor import ChildSpec
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ def web_available() -> bool:
 
 def serve_specs(settings: Settings, *, prefix: list[str], web: bool) -> list[ChildSpec]:
     """The processes of a one-machine service."""
+    from unitumour_dicom.jobs.supervisor import ChildSpec
+
     specs = [ChildSpec(name="listener", argv=[*prefix, "serve", "--role", "listener"])]
     specs += worker_specs(settings, cli_prefix=prefix)
     if web:
@@ -96,6 +99,8 @@ def serve_command(
         return
     if settings.database_url.startswith("sqlite:///"):
         private_dir(settings.data_dir)
+    from unitumour_dicom.db import migrate
+
     # One machine, embedded defaults: bring the schema to the newest revision on start.
     migrate.upgrade(settings.database_url)
     with_web = web and web_available()
@@ -116,6 +121,8 @@ def serve_command(
         + "Ctrl-C stops (running jobs finish first).",
         err=True,
     )
+    from unitumour_dicom.jobs.supervisor import Supervisor
+
     supervisor = Supervisor(specs, stop_timeout_s=settings.worker.shutdown_timeout_s + 30)
     supervisor.install_signal_handlers()
     raise typer.Exit(supervisor.run())

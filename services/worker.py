@@ -32,29 +32,17 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from celery import Celery, signals
-from celery.exceptions import Reject
-from kombu import Queue
 
-from unitumour_dicom.config import Settings
-from unitumour_dicom.db import record_event
-from unitumour_dicom.db.types import utcnow
-from unitumour_dicom.errors import UniTumourError
-from unitumour_dicom.jobs import JobEvent, reconcile_jobs, worker_name
-from unitumour_dicom.jobs.broker import broker_kind, transport_options
-from unitumour_dicom.jobs.deliveries import (
-    claim_delivery,
-    claim_delivery_dispatches,
-    mark_delivery_dispatched,
-    recover_deliveries,
-)
-from unitumour_dicom.jobs.reconcile import claim_dispatches
-from unitumour_dicom.jobs.sqla_transport import durable_broker_url
 from unitumour_dicom.liveness import IdleBeater, LivenessFile, ProgressEvent
-from unitumour_dicom.runtime import Runtime
+
+if TYPE_CHECKING:  # imported where used: `unitumour --help` needs no broker nor database
+    from celery import Celery
+
+    from unitumour_dicom.config import Settings
+    from unitumour_dicom.runtime import Runtime
 
 __all__ = [
     "DELIVERY_QUEUE",
@@ -93,6 +81,11 @@ NEW_JOB_POLL_S = 2.0
 # -- the app --------------------------------------------------------------------------------
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings from ours: only ids travel, state stays in SQL, nothing is lost."""
+    from kombu import Queue
+
+    from unitumour_dicom.jobs.broker import broker_kind, transport_options
+    from unitumour_dicom.jobs.sqla_transport import durable_broker_url
+
     embedded = broker_kind(settings.broker_url) == "embedded"
     return {
         "broker_url": durable_broker_url(settings.broker_url),
@@ -140,6 +133,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def _make_embedded_broker_dir(url: str) -> None:
     """The embedded broker's SQLite file needs its folder (the data directory) to exist."""
+    from unitumour_dicom.jobs.broker import broker_kind
+
     if broker_kind(url) == "embedded" and "sqlite:///" in url:
         path = url.split("sqlite:///", 1)[1]
         if path and path != ":memory:":
@@ -156,6 +151,8 @@ def worker_config(settings: Settings, queue: str) -> dict[str, Any]:
     closed by its operating system, and a dead host's job comes back through its lease, as on
     every broker. (RabbitMQ's ``consumer_timeout`` must still exceed the longest job.)
     """
+    from unitumour_dicom.jobs.broker import broker_kind
+
     if queue == SEGMENTATION_QUEUE and broker_kind(settings.broker_url) == "rabbitmq":
         return {"broker_heartbeat": 0}
     return {}
@@ -163,6 +160,8 @@ def worker_config(settings: Settings, queue: str) -> dict[str, Any]:
 
 def create_celery_app(settings: Settings) -> Celery:
     """The Celery app for ``settings``; tasks are registered on it, not on a global app."""
+    from celery import Celery
+
     app = Celery("unitumour", set_as_current=False)
     app.conf.update(celery_config(settings))
     setattr(app, _SETTINGS_ATTR, settings)
@@ -188,6 +187,8 @@ class CeleryDispatcher:
     """
 
     def __init__(self, app: Celery, runtime: Runtime, *, actor: str | None = None) -> None:
+        from unitumour_dicom.jobs import worker_name
+
         self.app = app
         self.runtime = runtime
         self.actor = actor or worker_name("dispatcher")
@@ -212,6 +213,11 @@ class CeleryDispatcher:
         Marking and sending are split by a commit: the mark is a compare-and-set, so a hook
         and a reconcile racing for the same new job send it once.
         """
+        from unitumour_dicom.db import record_event
+        from unitumour_dicom.db.types import utcnow
+        from unitumour_dicom.jobs import JobEvent
+        from unitumour_dicom.jobs.reconcile import claim_dispatches
+
         ids = [int(i) for i in job_ids]
         if not ids:
             return []
@@ -231,6 +237,9 @@ class CeleryDispatcher:
 
     def dispatch_deliveries(self, delivery_ids: Sequence[int]) -> list[int]:
         """Send the deliveries among ``delivery_ids`` that are due and have no message yet."""
+        from unitumour_dicom.db.types import utcnow
+        from unitumour_dicom.jobs.deliveries import claim_delivery_dispatches
+
         ids = [int(i) for i in delivery_ids]
         if not ids:
             return []
@@ -265,6 +274,8 @@ class CeleryDispatcher:
 
 def make_job_dispatcher(settings: Settings) -> CeleryDispatcher:
     """A dispatcher for a process that only sends (the listener, the web app)."""
+    from unitumour_dicom.runtime import Runtime
+
     runtime = Runtime(settings)
     return CeleryDispatcher(create_celery_app(settings), runtime)
 
@@ -322,6 +333,9 @@ def context_of(app: Celery) -> WorkerContext:
 
 
 def bind_context(app: Celery, settings: Settings, *, role: str = "worker") -> WorkerContext:
+    from unitumour_dicom.jobs import worker_name
+    from unitumour_dicom.runtime import Runtime
+
     runtime = Runtime(settings)
     context = WorkerContext(
         runtime=runtime,
@@ -335,6 +349,8 @@ def bind_context(app: Celery, settings: Settings, *, role: str = "worker") -> Wo
 # -- task bodies ----------------------------------------------------------------------------
 def _refuse_when_stopping(ctx: WorkerContext, what: str) -> None:
     """A stopping worker takes no new work: the message goes back to the queue as it was."""
+    from celery.exceptions import Reject
+
     if ctx.shutting_down.is_set():
         raise Reject(f"{what}: the worker is stopping", requeue=True)
 
@@ -366,7 +382,9 @@ def _segment(ctx: WorkerContext, job_id: int) -> str:
 
 def _deliver(ctx: WorkerContext, delivery_id: int) -> str:
     from unitumour_dicom.db import Delivery, DeliveryState
+    from unitumour_dicom.db.types import utcnow
     from unitumour_dicom.deliver import attempt_delivery
+    from unitumour_dicom.jobs.deliveries import claim_delivery, mark_delivery_dispatched
 
     _refuse_when_stopping(ctx, f"delivery {delivery_id}")
     settings = ctx.runtime.settings
@@ -460,12 +478,20 @@ class Reconciler:
 
     def send_unsent(self) -> list[int]:
         """Jobs nobody has sent yet (their creator had no hook, or crashed after its commit)."""
+        from unitumour_dicom.db.types import utcnow
+        from unitumour_dicom.jobs.reconcile import claim_dispatches
+
         with self.ctx.runtime.session() as session:
             ids = claim_dispatches(session=session, now=utcnow())
         self.ctx.dispatcher.send_jobs(ids)
         return ids
 
     def run_once(self) -> dict[str, int]:
+        from unitumour_dicom.db import record_event
+        from unitumour_dicom.db.types import utcnow
+        from unitumour_dicom.jobs import JobEvent, reconcile_jobs
+        from unitumour_dicom.jobs.deliveries import recover_deliveries
+
         ctx = self.ctx
         settings = ctx.runtime.settings
         now = utcnow()
@@ -546,6 +572,8 @@ def _quiet_logging_receiver(**_: Any) -> None:
 
 def _keep_our_logging() -> None:
     """Log lines once, through the handlers the command set up; libraries stay quiet."""
+    from celery import signals
+
     signals.setup_logging.connect(_quiet_logging_receiver, weak=False)
     if logging.getLogger().level > logging.DEBUG:
         for name in ("highdicom", "pynetdicom", "wsidicom", "PIL"):
@@ -575,8 +603,13 @@ def run_worker(
     ``segmentation``: solo pool (the job runs in this process, one at a time; the model is
     loaded before the first message is taken). ``delivery``: a pool of threads.
     """
+    from unitumour_dicom.db import record_event
+    from unitumour_dicom.jobs import JobEvent
+
     if queue not in QUEUES:
         raise ValueError(f"unknown queue {queue!r}: use one of {', '.join(QUEUES)}")
+    from celery import signals
+
     from unitumour_dicom.db import migrate
 
     if not migrate.is_current(settings.database_url):
@@ -747,6 +780,7 @@ def worker_command(
 ) -> None:
     """Run the workers of this host: segmentation (one per GPU) and delivery, until stopped."""
     from unitumour_dicom.cli.common import apply_logging_settings, fail, run_guarded, state
+    from unitumour_dicom.errors import UniTumourError
     from unitumour_dicom.jobs.supervisor import Supervisor
 
     settings = run_guarded(state.settings)

@@ -26,3 +26,25 @@ def test_every_package_directory_is_listed() -> None:
             found.add(".".join((name, *rel)))
     assert found - listed == set(), "add these to [tool.setuptools] packages"
     assert listed - found == set(), "these listed packages do not exist"
+
+
+#: Packages whose internals we subclass (pynetdicom's transport, DUL and association in ingest/
+#: and deliver/; kombu's SQLAlchemy transport in jobs/): pinned to one minor series.
+INTERNALS_PINNED = ("pynetdicom", "kombu")
+
+
+def test_packages_we_subclass_are_pinned_to_the_installed_minor_series() -> None:
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    requirements = {Requirement(d).name: Requirement(d) for d in deps}
+    for name in INTERNALS_PINNED:
+        spec = requirements[name].specifier
+        installed = Version(version(name))
+        assert installed in spec, f"{name} {installed} is outside {spec}"
+        next_minor = Version(f"{installed.major}.{installed.minor + 1}")
+        assert next_minor not in spec, f"{name}: {spec} lets in {next_minor} (a new minor)"
+        assert Version(f"{installed.major}.{installed.minor}.999") in spec

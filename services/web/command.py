@@ -10,8 +10,6 @@ from typing import Annotated
 import typer
 
 from unitumour_dicom.cli.common import apply_logging_settings, fail, run_guarded, state
-from unitumour_dicom.config import masked_settings
-from unitumour_dicom.db import migrate
 from unitumour_dicom.permissions import private_dir
 
 from .viewer_assets import VIEWER, ViewerAssetsError, fetch_viewer
@@ -43,6 +41,9 @@ def web(
     if ctx.invoked_subcommand is not None:
         return
     import uvicorn
+
+    from unitumour_dicom.config import masked_settings
+    from unitumour_dicom.db import migrate
 
     from .app import create_app, default_viewer_dir
 

@@ -225,3 +225,15 @@ def test_unknown_split_and_tampered_model_are_refused(
         ],
     )
     assert result.exit_code == 2 and "sha256" in result.output
+
+
+def test_progress_bar_goes_to_stderr_and_json_stays_on_stdout(
+    tmp_path: Path, all_tumour_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UNITUMOUR_PROGRESS", "1")  # forced on: CliRunner's stderr is no tty
+    manifest = write_manifest(tmp_path / "data", ROWS)
+    args = ["--manifest", str(manifest), "--model", str(all_tumour_model)]
+    result = runner.invoke(app, ["evaluate", *args, "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["unit"] == "image"  # stdout: the JSON, nothing else
+    assert "images" in result.stderr and "4/4" in result.stderr

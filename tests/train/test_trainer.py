@@ -63,9 +63,11 @@ def test_train_writes_a_verified_checkpoint_with_a_complete_card(
     args = _args(tiny_manifest, out, "--log-file", str(log))
     # The card records how the process was started, as a console-script user starts it.
     monkeypatch.setattr(sys, "argv", ["/opt/venv/bin/unitumour", *args])
+    monkeypatch.setenv("UNITUMOUR_PROGRESS", "1")  # bars forced on: CliRunner's stderr is no tty
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    printed = json.loads(result.stdout)
+    printed = json.loads(result.stdout)  # bars or not, stdout is the JSON alone
+    assert "epochs" in result.stderr and "3/3" in result.stderr and "steps" in result.stderr
     model = load_model(out, device="cpu")  # digest verified
     card = model.card
     assert printed["weights_sha256"] == card.weights_sha256

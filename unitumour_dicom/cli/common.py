@@ -7,12 +7,15 @@ import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from ..config import Settings, load_settings
 from ..errors import UniTumourError
-from ..runtime import Runtime
+
+if TYPE_CHECKING:  # imported where used: `unitumour --help` loads no settings or database
+    from ..config import Settings
+    from ..runtime import Runtime
 
 
 class State:
@@ -23,10 +26,14 @@ class State:
 
     def settings(self) -> Settings:
         if self._settings is None:
+            from ..config import load_settings
+
             self._settings = load_settings(self.config_file)
         return self._settings
 
     def runtime(self) -> Runtime:
+        from ..runtime import Runtime
+
         return Runtime(self.settings())
 
 

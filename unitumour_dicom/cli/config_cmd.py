@@ -6,8 +6,6 @@ import json
 
 import typer
 
-from ..config import masked_settings
-from ..config.reference import render_markdown
 from ..errors import UniTumourError
 from .common import fail, state
 
@@ -19,6 +17,8 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="JSON instead of TOML-like text."),
 ) -> None:
     """Print the effective settings (defaults, TOML file and environment merged)."""
+    from ..config import masked_settings
+
     try:
         data = masked_settings(state.settings())
     except UniTumourError as exc:
@@ -49,4 +49,6 @@ def reference() -> None:
     Reads no settings: the page documents every key, not this machine's values.
     Regenerate the docs with: unitumour config reference > docs/configuration.md
     """
+    from ..config.reference import render_markdown
+
     typer.echo(render_markdown(), nl=False)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from ..db import migrate
 from ..permissions import private_dir
 from .common import run_guarded, state
 
@@ -21,6 +20,8 @@ def _url() -> str:
 @db_app.command("upgrade")
 def upgrade(revision: str = typer.Argument("head")) -> None:
     """Bring the schema up to REVISION (default: the newest)."""
+    from ..db import migrate
+
     url = _url()
     migrate.upgrade(url, revision)
     typer.echo(f"database at revision {migrate.current_revision(url)}")
@@ -29,6 +30,8 @@ def upgrade(revision: str = typer.Argument("head")) -> None:
 @db_app.command("downgrade")
 def downgrade(revision: str = typer.Argument(..., help="Target revision, or 'base'.")) -> None:
     """Take the schema back to REVISION."""
+    from ..db import migrate
+
     url = _url()
     migrate.downgrade(url, revision)
     typer.echo(f"database at revision {migrate.current_revision(url) or 'base'}")
@@ -37,6 +40,8 @@ def downgrade(revision: str = typer.Argument(..., help="Target revision, or 'bas
 @db_app.command("current")
 def current() -> None:
     """Print the schema revision and whether it is the newest."""
+    from ..db import migrate
+
     url = _url()
     rev = migrate.current_revision(url)
     head = migrate.head_revision(url)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..retention import PurgeReport, purge_slides
 from .common import fail, run_guarded, state
+
+if TYPE_CHECKING:
+    from ..retention import PurgeReport
 
 retention_app = typer.Typer(help="Data retention of received slides.", no_args_is_help=True)
 
@@ -78,6 +80,8 @@ def purge(
     if days is None:
         fail("give --older-than DAYS or set retention.purge_after_days")
     runtime = state.runtime()
+    from ..retention import purge_slides
+
     report = run_guarded(purge_slides, runtime, older_than_days=days, dry_run=dry_run, actor=actor)
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))

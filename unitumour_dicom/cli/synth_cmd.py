@@ -13,7 +13,8 @@ from typing import Annotated
 import typer
 
 from ..errors import UniTumourError
-from ..synthetic import TRANSFER_SYNTAX_NAMES, PhantomSpec, write_phantom_slide
+from ..progress_bars import Bars, progress_wanted
+from ..synthetic.spec import TRANSFER_SYNTAX_NAMES, PhantomSpec
 from .common import fail
 
 logger = logging.getLogger(__name__)
@@ -142,6 +143,9 @@ def synth(
         bool, typer.Option("--overwrite", help="Replace a phantom already in OUT_DIR.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", help="No progress bar (shown on a terminal).")
+    ] = False,
 ) -> None:
     """Write a phantom H&E whole-slide image (DICOM VL WSI series) and its ground truth.
 
@@ -180,14 +184,20 @@ def synth(
     started = time.monotonic()
     last_logged = [0.0]
 
+    bars = Bars(progress_wanted(no_progress=no_progress, as_json=as_json))
+
     def progress(done: int, total: int) -> None:
+        bars("base tiles", done, total)
         now = time.monotonic()
         if now - last_logged[0] >= 5 or done == total:
             last_logged[0] = now
             logger.info("base tiles rendered: %d / %d", done, total)
 
+    from ..synthetic import write_phantom_slide
+
     try:
-        slide = write_phantom_slide(out_dir, spec, overwrite=overwrite, progress=progress)
+        with bars:
+            slide = write_phantom_slide(out_dir, spec, overwrite=overwrite, progress=progress)
     except (UniTumourError, OSError, ValueError) as exc:
         fail(str(exc))
     elapsed = time.monotonic() - started

@@ -6,18 +6,25 @@ from __future__ import annotations
 import getpass
 import json
 import sys
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 
-from .. import users
-from ..db import UserRole
-from ..login_sessions import list_sessions
 from .common import fail, run_guarded, state
 
 users_app = typer.Typer(help="Users of the web app (local accounts).", no_args_is_help=True)
 
 _ACTOR = f"cli:{getpass.getuser()}"
+
+
+class RoleChoice(StrEnum):
+    """The values of db.UserRole, spelt out so that the users library and the database are
+    imported by the commands that use them, not by ``unitumour --help`` (a test holds the two
+    equal)."""
+
+    viewer = "viewer"
+    admin = "admin"
 
 
 def _read_password(password_stdin: bool) -> str:
@@ -39,10 +46,15 @@ PasswordStdin = Annotated[
 @users_app.command("add")
 def add(
     name: Annotated[str, typer.Argument(help="User name (letters, digits, '._@-').")],
-    role: Annotated[UserRole, typer.Option("--role", help="viewer or admin.")] = UserRole.VIEWER,
+    role: Annotated[
+        RoleChoice, typer.Option("--role", help="viewer or admin.")
+    ] = RoleChoice.viewer,
     password_stdin: PasswordStdin = False,
 ) -> None:
     """Add a user who can log in to the web app."""
+    from .. import users
+    from ..db import UserRole
+
     password = _read_password(password_stdin)
     runtime = run_guarded(state.runtime)
     with runtime.session() as session:
@@ -51,7 +63,7 @@ def add(
             session=session,
             username=name,
             password=password,
-            role=role,
+            role=UserRole(role.value),
             actor=_ACTOR,
         )
         typer.echo(f"added user {user.username} ({user.role})")
@@ -62,6 +74,8 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
 ) -> None:
     """List the users, their roles, and whether they may log in."""
+    from .. import users
+
     runtime = run_guarded(state.runtime)
     with runtime.session() as session:
         rows = users.list_users(session=session)
@@ -90,6 +104,8 @@ def list_(
 @users_app.command("disable")
 def disable(name: str) -> None:
     """Stop a user from logging in; ends the user's open sessions."""
+    from .. import users
+
     runtime = run_guarded(state.runtime)
     with runtime.session() as session:
         run_guarded(users.set_active, session=session, username=name, active=False, actor=_ACTOR)
@@ -99,6 +115,8 @@ def disable(name: str) -> None:
 @users_app.command("enable")
 def enable(name: str) -> None:
     """Let a disabled user log in again."""
+    from .. import users
+
     runtime = run_guarded(state.runtime)
     with runtime.session() as session:
         run_guarded(users.set_active, session=session, username=name, active=True, actor=_ACTOR)
@@ -108,6 +126,8 @@ def enable(name: str) -> None:
 @users_app.command("passwd")
 def passwd(name: str, password_stdin: PasswordStdin = False) -> None:
     """Set a new password; ends the user's open sessions."""
+    from .. import users
+
     password = _read_password(password_stdin)
     runtime = run_guarded(state.runtime)
     with runtime.session() as session:
@@ -118,11 +138,20 @@ def passwd(name: str, password_stdin: PasswordStdin = False) -> None:
 
 
 @users_app.command("role")
-def role(name: str, new_role: Annotated[UserRole, typer.Argument(metavar="ROLE")]) -> None:
+def role(name: str, new_role: Annotated[RoleChoice, typer.Argument(metavar="ROLE")]) -> None:
     """Change a user's role (viewer or admin)."""
+    from .. import users
+    from ..db import UserRole
+
     runtime = run_guarded(state.runtime)
     with runtime.session() as session:
-        run_guarded(users.set_role, session=session, username=name, role=new_role, actor=_ACTOR)
+        run_guarded(
+            users.set_role,
+            session=session,
+            username=name,
+            role=UserRole(new_role.value),
+            actor=_ACTOR,
+        )
     typer.echo(f"{name} is now {new_role.value}")
 
 
@@ -136,6 +165,9 @@ def sessions(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
 ) -> None:
     """List open web sessions (of one user, or of all), newest first."""
+    from .. import users
+    from ..login_sessions import list_sessions
+
     runtime = run_guarded(state.runtime)
     with runtime.session() as session:
         if name is not None and users.get_user(session=session, username=name) is None:
@@ -168,6 +200,8 @@ def sessions(
 @users_app.command("end-sessions")
 def end_sessions(name: str) -> None:
     """End every open web session of a user now (audited); the user can log in again."""
+    from .. import users
+
     runtime = run_guarded(state.runtime)
     with runtime.session() as session:
         count = run_guarded(users.end_sessions, session=session, username=name, actor=_ACTOR)

@@ -3,11 +3,19 @@
 
 Works on image/mask manifests (``evaluate_pairs``) and on DICOM slides with reference SEGs
 (``evaluate_slides``, which runs the production slide path).
+
+The names below are imported on first use (``.images`` imports torch): the command's module,
+``evaluate.command``, is imported by ``unitumour --help`` and must not pull torch in.
 """
 
-from .images import evaluate_pairs, forward_probabilities
-from .metrics import bootstrap_ci, dice, false_tumour_fraction
-from .report import ItemResult, format_table, summarise
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .images import evaluate_pairs, forward_probabilities
+    from .metrics import bootstrap_ci, dice, false_tumour_fraction
+    from .report import ItemResult, format_table, summarise
 
 __all__ = [
     "ItemResult",
@@ -19,3 +27,17 @@ __all__ = [
     "forward_probabilities",
     "summarise",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "evaluate_pairs": ".images",
+        "forward_probabilities": ".images",
+        "bootstrap_ci": ".metrics",
+        "dice": ".metrics",
+        "false_tumour_fraction": ".metrics",
+        "ItemResult": ".report",
+        "format_table": ".report",
+        "summarise": ".report",
+    },
+)

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import UniTumourError
-from ..model.card import ModelCard
-from ..model.checkpoint import card_path_for, load_model
+from ..progress import for_stage
+from ..progress_bars import Bars, progress_wanted
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,9 @@ def evaluate_command(
     resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 2000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", help="No progress bar (shown on a terminal).")
+    ] = False,
     per_item: Annotated[
         Path | None, typer.Option(help="Also write one CSV row per image or slide here.")
     ] = None,
@@ -57,6 +60,10 @@ def evaluate_command(
     """Evaluate a model on image/mask pairs or DICOM slides with reference SEGs."""
     if (manifest is None) == (slides is None):
         raise typer.BadParameter("give exactly one of --manifest and --slides")
+    from ..model.card import ModelCard
+    from ..model.checkpoint import card_path_for, load_model
+
+    bars = Bars(progress_wanted(no_progress=no_progress, as_json=as_json))
     try:
         loaded = load_model(model, device=device)
         splits = [split] if split else None
@@ -65,22 +72,30 @@ def evaluate_command(
             from .manifest import read_manifest
 
             records = read_manifest(manifest, splits=splits)
-            items, summary = evaluate_pairs(
-                records, loaded, batch_size=batch_size, n_resamples=resamples, seed=seed
-            )
+            with bars:
+                items, summary = evaluate_pairs(
+                    records,
+                    loaded,
+                    batch_size=batch_size,
+                    n_resamples=resamples,
+                    seed=seed,
+                    progress=for_stage(bars, "images"),
+                )
             source = {"manifest": str(manifest), "unit": "image"}
         else:
             assert slides is not None
             from .slides import evaluate_slides, read_slide_manifest
 
             slide_records = read_slide_manifest(slides, splits=splits)
-            items, summary = evaluate_slides(
-                slide_records,
-                loaded,
-                batch_size=batch_size,
-                n_resamples=resamples,
-                seed=seed,
-            )
+            with bars:
+                items, summary = evaluate_slides(
+                    slide_records,
+                    loaded,
+                    batch_size=batch_size,
+                    n_resamples=resamples,
+                    seed=seed,
+                    progress=for_stage(bars, "slides"),
+                )
             source = {"slides": str(slides), "unit": "slide"}
     except UniTumourError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)

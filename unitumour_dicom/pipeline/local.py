@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 from ..db import Job, JobState, Result, Slide, SlideState
 from ..db.types import utcnow
 from ..errors import InvalidInstanceError, JobError, UniTumourError
+from ..progress import StageProgress
 from ..runtime import Runtime
 from .models import ModelProvider
 from .process import JobOutcome, process_slide
@@ -93,8 +94,16 @@ def _admit_file(path: Path, runtime: Runtime, admitter, limits, classes):  # typ
         spooled.unlink(missing_ok=True)  # admitted files were moved away; refused ones go
 
 
-def admit_folder(folder: Path, runtime: Runtime, report: FolderReport) -> set[int]:
-    """Admit every DICOM file under ``folder``; return the ids of the slides they belong to."""
+def admit_folder(
+    folder: Path,
+    runtime: Runtime,
+    report: FolderReport,
+    *,
+    on_progress: StageProgress | None = None,
+) -> set[int]:
+    """Admit every DICOM file under ``folder``; return the ids of the slides they belong to.
+
+    ``on_progress`` is told ``("files", done, total)`` after each file."""
     from ..ingest import Admitter, InstanceLimits
     from ..ingest.admit import AdmissionOutcome
     from ..ingest.contexts import storage_sop_classes
@@ -107,13 +116,16 @@ def admit_folder(folder: Path, runtime: Runtime, report: FolderReport) -> set[in
     files = list(_dicom_files(folder))
     if not files:
         raise JobError(f"{folder} holds no DICOM files (Part 10, with the DICM preamble)")
-    for path in files:
+    for done, path in enumerate(files, 1):
         try:
             admission = _admit_file(path, runtime, admitter, limits, classes)
         except InvalidInstanceError as exc:
             report.refused[str(path)] = f"{exc} (status 0x{exc.status:04X})"
             log.warning("%s refused: %s", path, exc)
             continue
+        finally:
+            if on_progress is not None:
+                on_progress("files", done, len(files))
         if admission.outcome is AdmissionOutcome.DUPLICATE:
             report.duplicates.append(admission.path)
         else:
@@ -191,6 +203,47 @@ def copy_results(job_ids: list[int], runtime: Runtime, out_dir: Path) -> list[Pa
     return written
 
 
+def write_overlays(
+    job_ids: list[int], runtime: Runtime, target: Path, *, max_pixels: int = 1024
+) -> list[Path]:
+    """Draw each job's QA picture (slide thumbnail, its SEG's tumour outlined and tinted).
+
+    ``target`` ending in ``.png`` names the one picture of a single slide; otherwise it is a
+    folder (created) that receives ``<series UID>.png`` per slide. The slide is read from the
+    job's own input instances and the tumour from the SEG the store holds, as the web app's
+    case picture is.
+    """
+    from ..seg.overlay import PictureError, render_overlay_png
+    from .inputs import resolve_inputs
+
+    single = target.suffix.lower() == ".png"
+    if single and len(job_ids) != 1:
+        raise UniTumourError(
+            f"--png {target} names one picture but {len(job_ids)} slides were processed: "
+            "give a folder"
+        )
+    if not single:
+        target.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for job_id in job_ids:
+        with runtime.session() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            inputs = resolve_inputs(session=session, job=job)
+            result = session.scalars(select(Result).where(Result.job_id == job_id)).one_or_none()
+            if result is None:
+                raise PictureError(f"job {job_id} has no result to draw")
+            seg_paths = [runtime.store.abspath(i.path) for i in result.instances]
+        png = render_overlay_png(
+            slide_paths=inputs.paths(runtime.store), seg_paths=seg_paths, max_pixels=max_pixels
+        )
+        dest = target if single else target / f"{inputs.series_instance_uid}.png"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(png)
+        written.append(dest)
+    return written
+
+
 def process_folder(
     folder: Path,
     out_dir: Path,
@@ -200,23 +253,33 @@ def process_folder(
     models: ModelProvider | None = None,
     force: bool = False,
     on_outcome: Callable[[JobOutcome], None] | None = None,
+    on_progress: StageProgress | None = None,
 ) -> FolderReport:
-    """Admit, settle, process (with the configured attempts) and copy out; see the module."""
+    """Admit, settle, process (with the configured attempts) and copy out; see the module.
+
+    ``on_progress`` is told ``("files", done, total)`` while admitting, ``("slides", done,
+    total)`` as jobs finish and ``("tiles", done, total)`` during each slide's inference."""
     if not folder.is_dir():
         raise UniTumourError(f"{folder} is not a folder")
     report = FolderReport()
-    slide_ids = admit_folder(folder, runtime, report)
+    slide_ids = admit_folder(folder, runtime, report, on_progress=on_progress)
     to_run, report.reused = jobs_for_slides(slide_ids, runtime, report, force=force)
     models = models or ModelProvider(runtime.settings.model)
-    for job_id in to_run:
+    if on_progress is not None and to_run:
+        on_progress("slides", 0, len(to_run))
+    for finished, job_id in enumerate(to_run, 1):
         while True:
-            outcome = process_slide(job_id, runtime=runtime, worker=worker, models=models)
+            outcome = process_slide(
+                job_id, runtime=runtime, worker=worker, models=models, on_progress=on_progress
+            )
             if on_outcome is not None:
                 on_outcome(outcome)
             if outcome.retry_delay_s is None:
                 break
             log.info("job %s: trying again at once (no queue here)", job_id)
         report.outcomes.append(outcome)
+        if on_progress is not None:
+            on_progress("slides", finished, len(to_run))
     done = [o.job_id for o in report.outcomes if o.state == JobState.SUCCEEDED]
     report.written = copy_results(done + report.reused, runtime, out_dir)
     return report

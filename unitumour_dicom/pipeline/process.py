@@ -42,6 +42,7 @@ from ..jobs.leases import (
     release_job,
     why_not_claimable,
 )
+from ..progress import StageProgress
 from ..runtime import Runtime
 from .inputs import JobInputs, resolve_inputs, verify_inputs
 from .models import ModelProvider
@@ -98,6 +99,7 @@ def _compute(
     models: ModelProvider,
     timer: StageTimer,
     worker: str,
+    on_progress: StageProgress | None = None,
 ) -> _Work:
     # Imported here: the SEG and inference stacks (highdicom, wsidicom, torch) are heavy,
     # and the job machinery must stay importable without them.
@@ -135,8 +137,10 @@ def _compute(
         model = models.get()
     keeper.check()
 
-    def progress(*_args: Any, **_kwargs: Any) -> None:
+    def progress(done: int, total: int) -> None:
         keeper.check()
+        if on_progress is not None:
+            on_progress("tiles", done, total)
 
     with timer.stage("open"):
         slide = open_slide(inputs.paths(runtime.store))
@@ -262,6 +266,7 @@ def process_slide(
     models: ModelProvider | None = None,
     stop_requested: threading.Event | None = None,
     clock: Callable[[], datetime] = utcnow,
+    on_progress: StageProgress | None = None,
 ) -> JobOutcome:
     """Run one job if it is ours to run; record everything it did; never raise for its failure.
 
@@ -278,6 +283,8 @@ def process_slide(
     stop_requested:
         Set by the process when it must stop: the job goes back to the queue at the next
         stage boundary or inference progress report.
+    on_progress:
+        Told ``("tiles", done, total)`` as inference goes (for a progress bar).
 
     Returns
     -------
@@ -330,6 +337,7 @@ def process_slide(
                 models=models,
                 timer=timer,
                 worker=worker,
+                on_progress=on_progress,
             )
             # The work is done: no heartbeat may race the outcome's update of the lease, and
             # a stop request no longer gives the job back (recording takes a moment).

@@ -9,11 +9,19 @@ Modules: ``spec`` (what to make), ``scene`` (shapes), ``noise`` and ``render`` (
 ``pyramid`` (levels), ``codecs`` (transfer syntaxes), ``dicom_header`` (the IOD's
 attributes), ``instance_writer`` (streaming files), ``slide_label`` (label and overview),
 ``phantom`` (the API below).
+
+The names below are imported on first use (``phantom`` imports wsidicom), so that
+``unitumour --help`` can read ``spec`` (the command's choices) without them.
 """
 
-from .phantom import PhantomSlide, load_phantom, rasterise, write_phantom_slide
-from .scene import Scene
-from .spec import TRANSFER_SYNTAX_NAMES, PhantomSpec
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .phantom import PhantomSlide, load_phantom, rasterise, write_phantom_slide
+    from .scene import Scene
+    from .spec import TRANSFER_SYNTAX_NAMES, PhantomSpec
 
 __all__ = [
     "TRANSFER_SYNTAX_NAMES",
@@ -24,3 +32,16 @@ __all__ = [
     "rasterise",
     "write_phantom_slide",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "PhantomSlide": ".phantom",
+        "load_phantom": ".phantom",
+        "rasterise": ".phantom",
+        "write_phantom_slide": ".phantom",
+        "Scene": ".scene",
+        "TRANSFER_SYNTAX_NAMES": ".spec",
+        "PhantomSpec": ".spec",
+    },
+)

@@ -13,7 +13,8 @@ from typing import Annotated
 import typer
 
 from ..errors import UniTumourError
-from .trainer import TrainConfig, command_line, train
+from ..progress_bars import Bars, progress_wanted
+from .config import TrainConfig
 
 _defaults = TrainConfig(out=Path("model.safetensors"))
 
@@ -76,6 +77,9 @@ def train_command(
     limit: Annotated[int | None, typer.Option(help="Records per split (smoke runs).")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after N steps (smoke).")] = None,
     log_file: Annotated[Path | None, typer.Option(help="Append one JSON line per epoch.")] = None,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", help="No progress bars (shown on a terminal).")
+    ] = False,
 ) -> None:
     """Train the segmentation network; write a checkpoint and its model card.
 
@@ -83,6 +87,8 @@ def train_command(
     ../shared/data/ebhi-seg/manifest.csv --out demo.safetensors --device cpu` retrains it.
     Multi-GPU: `torchrun --nproc_per_node N -m unitumour_dicom.train --manifest ... --out ...`.
     """
+    from .trainer import command_line, train
+
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
@@ -122,7 +128,8 @@ def train_command(
         command=command_line(),
     )
     try:
-        result = train(config, progress=lambda msg: typer.echo(msg, err=True))
+        with Bars(progress_wanted(no_progress=no_progress)) as bars:
+            result = train(config, progress=bars.echo, on_progress=bars)
     except UniTumourError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc

@@ -28,7 +28,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +47,10 @@ from ..model.checkpoint import load_model, save_checkpoint
 from ..model.device import select_device
 from ..model.network import build_network, count_parameters
 from ..model.postprocess import postprocess_probability
+from ..progress import StageProgress
 from .augment import AugmentConfig, augment_pair
-from .loss import DiceBCELoss, DiceMode
+from .config import TrainConfig
+from .loss import DiceBCELoss
 
 logger = logging.getLogger(__name__)
 
@@ -69,65 +71,6 @@ EBHI_TRAINING_DATA = {
 
 class TrainingError(UniTumourError):
     """Training cannot start or cannot finish (bad data, bad configuration)."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run depends on; stored in the card so the run can be repeated."""
-
-    out: Path
-    manifest: Path | None = None
-    slides: Path | None = None  # CSV of DICOM slides with reference SEGs (see train.slides)
-    name: str = "unitumour-demo"
-    version: str = "1.0.0"
-    architecture: str = "TumourUNet"
-    architecture_args: dict[str, Any] = field(
-        default_factory=lambda: {
-            "widths": [24, 48, 96, 160],
-            "blocks": 1,
-            "context_dilations": [2],
-        }
-    )
-    mpp: float = 0.9
-    tile_size: int = 448
-    overlap: int = 32
-    crop_size: int = 224
-    tiles_per_slide: int = 256  # crops drawn from each DICOM slide (train.slides)
-    train_split: str = "train"
-    val_split: str = "val"
-    test_split: str | None = "test"
-    epochs: int = 20
-    batch_size: int = 16
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: float = 1.0
-    ema_decay: float = 0.99
-    dice_weight: float = 1.0
-    bce_weight: float = 1.0
-    dice_mode: DiceMode = "batch"  # "image": the metric's weighting (see train.loss)
-    seed: int = 2
-    device: str = "auto"
-    amp: bool = True
-    workers: int | None = None  # default: 0 on CPU, min(8, cores - 2) on CUDA
-    threads: int | None = None  # torch CPU threads; default: torch's choice
-    storage_dtype: str = "float16"
-    limit: int | None = None  # first N records per split (smoke runs)
-    max_steps: int | None = None  # stop after N optimiser steps (smoke runs)
-    bootstrap_resamples: int = 2000
-    thresholds: tuple[float, ...] = tuple(round(0.25 + 0.05 * i, 2) for i in range(12))
-    min_areas_um2: tuple[float, ...] = (0.0, 1000.0, 2500.0, 5000.0, 10000.0)
-    fill_holes_um2: tuple[float, ...] = (0.0, 2500.0, 10000.0)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    log_file: Path | None = None
-    command: str | None = None  # how this run was started, for the card
-
-    def jsonable(self) -> dict[str, Any]:
-        data = asdict(self)
-        for k, v in data.items():
-            if isinstance(v, Path):
-                data[k] = str(v)
-        data["thresholds"] = list(self.thresholds)
-        return data
 
 
 @dataclass
@@ -376,8 +319,17 @@ def tune_postprocessing(
     return best[1], best[2]
 
 
-def train(config: TrainConfig, *, progress: Callable[[str], None] | None = None) -> TrainResult:
-    """Run the recipe in ``config``; write ``config.out`` and its card; return them."""
+def train(
+    config: TrainConfig,
+    *,
+    progress: Callable[[str], None] | None = None,
+    on_progress: StageProgress | None = None,
+) -> TrainResult:
+    """Run the recipe in ``config``; write ``config.out`` and its card; return them.
+
+    ``progress`` receives a line per event (data, each epoch's record as JSON, the choice of
+    post-processing); ``on_progress`` is told ``("epochs", done, total)`` after each epoch and
+    ``("steps", done, total)`` after each step of the epoch (in the main process only)."""
     started = time.perf_counter()
     say = progress or (lambda msg: logger.info("%s", msg))
     if config.manifest is None and config.slides is None:
@@ -477,7 +429,10 @@ def train(config: TrainConfig, *, progress: Callable[[str], None] | None = None)
             sampler.set_epoch(epoch)
             t0 = time.perf_counter()
             loss_sum, loss_n, images_seen = 0.0, 0, 0
-            for images, masks in loader:
+            report = on_progress if dist.main else None
+            if report is not None:
+                report("epochs", epoch, config.epochs)
+            for epoch_step, (images, masks) in enumerate(loader, 1):
                 x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
                 x = (x / 255.0 - mean_t) / std_t
                 if channels_last:
@@ -498,6 +453,8 @@ def train(config: TrainConfig, *, progress: Callable[[str], None] | None = None)
                 loss_sum += float(loss.detach())
                 loss_n += 1
                 images_seen += x.shape[0] * dist.world
+                if report is not None:
+                    report("steps", epoch_step, steps_per_epoch)
                 if config.max_steps and step >= config.max_steps:
                     break
             if device.type == "cuda":
@@ -531,6 +488,8 @@ def train(config: TrainConfig, *, progress: Callable[[str], None] | None = None)
                 best_score, best_epoch = score, epoch + 1
                 best_state = {k: v.detach().clone() for k, v in ema.module.state_dict().items()}
             say(json.dumps(record))
+            if report is not None:
+                report("epochs", epoch + 1, config.epochs)
             if log_fh:
                 log_fh.write(json.dumps(record) + "\n")
                 log_fh.flush()
