@@ -14,7 +14,19 @@ import pytest
 
 pytestmark = pytest.mark.unittest
 
-HEAVY = ("torch", "highdicom", "wsidicom", "scipy", "cv2", "celery", "fastapi", "uvicorn")
+HEAVY = (
+    "torch",
+    "highdicom",
+    "wsidicom",
+    "scipy",
+    "cv2",
+    "celery",
+    "fastapi",
+    "uvicorn",
+    "sqlalchemy",
+    "pydicom",
+    "pynetdicom",
+)
 
 #: Walks the whole command tree (so a new command is checked too) and asks each for --help.
 _PROBE = """
@@ -59,3 +71,11 @@ def test_the_users_commands_role_choices_are_the_databases_roles() -> None:
     from unitumour_dicom.db import UserRole
 
     assert [r.value for r in RoleChoice] == [r.value for r in UserRole]
+
+
+def test_the_deliveries_state_choices_are_the_databases_states() -> None:
+    """deliveries_cmd spells the states out (so --help needs no database layer)."""
+    from unitumour_dicom.cli.deliveries_cmd import _STATES
+    from unitumour_dicom.db import DeliveryState
+
+    assert [s.value for s in DeliveryState] == _STATES

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy import select
 
-from ..db import Delivery, DeliveryState
-from ..db.types import utcnow
-from ..deliver import attempt_delivery, retry_delivery
-from ..errors import DeliveryError
 from .common import fail, run_guarded, state
+
+if TYPE_CHECKING:  # imported where used: `unitumour --help` needs no database layer
+    from ..db import Delivery
 
 deliveries_app = typer.Typer(help="Deliveries of results to destinations.", no_args_is_help=True)
 
-_STATES = [s.value for s in DeliveryState]
+#: DeliveryState's values, written out so that --help needs no database layer (a test holds
+#: them equal).
+_STATES = ["pending", "sending", "delivered", "failed"]
 
 
 def _when(value: datetime | None) -> str:
@@ -54,6 +54,10 @@ def list_deliveries(
     """List deliveries, newest first: state, tries, the destination's last answer."""
     if state_filter is not None and state_filter not in _STATES:
         fail(f"--state must be one of {', '.join(_STATES)}")
+    from sqlalchemy import select
+
+    from ..db import Delivery
+
     runtime = run_guarded(state.runtime)
     with runtime.session() as session:
         query = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
@@ -85,6 +89,8 @@ def list_deliveries(
 @deliveries_app.command("show")
 def show(delivery_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
     """One delivery with every attempt and what the destination answered."""
+    from ..db import Delivery
+
     runtime = run_guarded(state.runtime)
     with runtime.session() as session:
         delivery = session.get(Delivery, delivery_id)
@@ -109,6 +115,11 @@ def retry(
     ] = False,
 ) -> None:
     """Make a failed (or pending) delivery due now, with a fresh maximum age."""
+    from ..db import Delivery, DeliveryState
+    from ..db.types import utcnow
+    from ..deliver import attempt_delivery, retry_delivery
+    from ..errors import DeliveryError
+
     runtime = run_guarded(state.runtime)
     settings = runtime.settings.delivery
     with runtime.session() as session:

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from ..deliver.echo import echo_destinations
 from .common import fail, run_guarded, state
 
 destinations_app = typer.Typer(help="The destinations results are sent to.", no_args_is_help=True)
@@ -35,6 +34,8 @@ def echo(
             fail(f"no destination named {name!r} (configured: {known})")
     if not destinations:
         fail("no destinations configured (delivery.destinations)")
+    from ..deliver.echo import echo_destinations  # pynetdicom: not for --help
+
     reports = echo_destinations(
         destinations,
         calling_ae_title=settings.delivery.calling_ae_title,
