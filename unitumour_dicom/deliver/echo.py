@@ -20,11 +20,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
-from pynetdicom import AE, evt
+from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from ..config.sections import DestinationSettings
-from .scu import tls_context
+from .scu import RejectionRecorder, tls_context
 
 
 class EchoOutcome(StrEnum):
@@ -124,14 +124,7 @@ def echo_destination(
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
     ae.connection_timeout = timeout_s
     ae.add_requested_context(Verification)
-    rejection: dict[str, str] = {}
-
-    def on_acse(event: evt.Event) -> None:
-        primitive = event.primitive  # type: ignore[attr-defined]
-        if getattr(primitive, "result", None) in (0x01, 0x02):
-            rejection["text"] = (
-                f"{primitive.result_str}, {primitive.source_str}: {primitive.reason_str}"
-            )
+    rejection = RejectionRecorder()
 
     try:
         assoc = ae.associate(
@@ -139,12 +132,12 @@ def echo_destination(
             destination.port,
             ae_title=destination.ae_title,
             tls_args=tls_args,
-            evt_handlers=[(evt.EVT_ACSE_RECV, on_acse)],
+            evt_handlers=[rejection.handler],
         )
     except (OSError, ValueError, RuntimeError) as exc:
         return report(EchoOutcome.UNREACHABLE, str(exc))
     if assoc.is_rejected:
-        return report(EchoOutcome.REJECTED, rejection.get("text", "rejected"))
+        return report(EchoOutcome.REJECTED, rejection.text or "rejected")
     if not assoc.is_established:
         if time.monotonic() - started >= timeout_s * 0.9:
             return report(EchoOutcome.TIMEOUT, f"no association answer within {timeout_s:g} s")

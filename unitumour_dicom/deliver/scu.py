@@ -85,6 +85,29 @@ class _FileInfo:
     transfer_syntax_uid: UID
 
 
+class RejectionRecorder:
+    """Keeps the A-ASSOCIATE-RJ a peer sent, which pynetdicom's association does not expose.
+
+    Bind ``handler`` to the association; afterwards ``text`` says why (result, source,
+    reason), and ``permanent`` whether the peer said it would refuse again.
+    """
+
+    def __init__(self) -> None:
+        self.result: int | None = None
+        self.text: str | None = None
+        self.handler = (evt.EVT_ACSE_RECV, self._on_acse)
+
+    def _on_acse(self, event: evt.Event) -> None:
+        primitive = event.primitive  # type: ignore[attr-defined]
+        if getattr(primitive, "result", None) in (0x01, 0x02):
+            self.result = primitive.result
+            self.text = f"{primitive.result_str}, {primitive.source_str}: {primitive.reason_str}"
+
+    @property
+    def permanent(self) -> bool:
+        return self.result == 0x01
+
+
 def _alternatives(ts: UID) -> list[UID]:
     """Transfer syntaxes a file stored in ``ts`` can be sent in without loss, best first."""
     if ts == DeflatedExplicitVRLittleEndian:
@@ -154,16 +177,7 @@ def send_instances(
         return report.fail("more presentation contexts than one association allows", permanent=True)
     ae.requested_contexts = [build_context(sop, [ts]) for sop, ts in requested]
 
-    answer: dict[str, object] = {}
-
-    def on_acse(event: evt.Event) -> None:
-        primitive = event.primitive  # type: ignore[attr-defined]
-        if getattr(primitive, "result", None) in (0x01, 0x02):
-            answer["result"] = primitive.result
-            answer["text"] = (
-                f"association rejected ({primitive.result_str}, {primitive.source_str}: "
-                f"{primitive.reason_str})"
-            )
+    rejection = RejectionRecorder()
 
     try:
         tls_args = tls_context(destination.tls, destination.host)
@@ -176,15 +190,19 @@ def send_instances(
             destination.port,
             ae_title=destination.ae_title,
             tls_args=tls_args,
-            evt_handlers=[(evt.EVT_ACSE_RECV, on_acse)],
+            evt_handlers=[rejection.handler],
         )
     except (OSError, ValueError, RuntimeError) as exc:
         return report.fail(f"cannot associate with {where}: {exc}", permanent=False)
     try:
         if not assoc.is_established:
             if assoc.is_rejected:
-                text = str(answer.get("text", "association rejected"))
-                return report.fail(f"{where}: {text}", permanent=answer.get("result") == 0x01)
+                text = (
+                    f"association rejected ({rejection.text})"
+                    if rejection.text
+                    else "association rejected"
+                )
+                return report.fail(f"{where}: {text}", permanent=rejection.permanent)
             if assoc.is_aborted and not assoc.accepted_contexts and assoc.rejected_contexts:
                 offered = sorted({str(cx.abstract_syntax) for cx in assoc.rejected_contexts})
                 return report.fail(
