@@ -10,6 +10,10 @@ less than one pixel; nothing outside the slide is meaningful.
 Values: bool for a mask; float in [0, 1] for probabilities; or unsigned integers holding
 probabilities scaled to ``0..max_value`` (inference stores its probability map as uint8 with
 ``max_value=255``, a quarter of float32's memory), so ``fraction()`` gives back [0, 1].
+
+Storage: a numpy array, or for slide-sized rasters a :class:`~.raster.DiskRaster` (a scratch
+file read band by band): ``area_mm2``, ``sample`` and ``region`` then read only the bands or
+points they need; ``fraction()`` without arguments reads the whole array (small masks only).
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .raster import DiskRaster, total
+
 
 @dataclass(frozen=True)
 class SlideMask:
     """A boolean mask (or float probabilities in [0, 1]) on a slide, with its pixel size."""
 
-    array: np.ndarray
+    array: np.ndarray | DiskRaster
     mpp: float  # micrometres per pixel, both axes
     max_value: int | None = None  # for integer probabilities: the stored value meaning 1.0
 
@@ -46,7 +52,7 @@ class SlideMask:
     def fraction(self, values: np.ndarray | None = None) -> np.ndarray:
         """``values`` (default: the whole array) as probabilities in [0, 1], float32; a mask
         becomes 0 or 1. Pass blocks to convert a large map piece by piece."""
-        block = self.array if values is None else np.asarray(values)
+        block = np.asarray(self.array) if values is None else np.asarray(values)
         if self.max_value is not None:
             return block.astype(np.float32) / np.float32(self.max_value)
         if block.dtype.kind == "f":
@@ -64,10 +70,10 @@ class SlideMask:
     def area_mm2(self) -> float:
         """Area of the mask (sum of probabilities for a probability map) in square
         millimetres."""
-        total = float(self.array.sum(dtype=np.float64))
+        summed = total(self.array)
         if self.max_value is not None:
-            total /= self.max_value
-        return total * self.pixel_area_mm2
+            summed /= self.max_value
+        return summed * self.pixel_area_mm2
 
     def sample(self, rows: np.ndarray, cols: np.ndarray, target_mpp: float) -> np.ndarray:
         """Nearest-neighbour values at the centres of target pixels (rows, cols) of size
