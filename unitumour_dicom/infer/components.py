@@ -6,6 +6,11 @@ pieces that touch across band boundaries are joined as edges of a graph (whose c
 components are the mask's), their areas summed per component, and a second pass relabels
 each band (labelling is deterministic) and applies the decision. Memory: one band's labels
 plus a few numbers per piece.
+
+The mask may be a numpy array (changed in place) or a
+:class:`~unitumour_dicom.slide.raster.DiskRaster` (each band read, changed and written
+back): the bands, the labels and so the result are the same. A band holds about
+``_BAND_PIXELS`` pixels (at least 16 rows): its int32 labels are 16 MB, whatever the slide.
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ import numpy as np
 from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+
+from ..slide.raster import DiskRaster, any_nonzero, read_rows, write_rows
+
+Mask = np.ndarray | DiskRaster
 
 _EIGHT = np.ones((3, 3), bool)
 _FOUR = ndimage.generate_binary_structure(2, 1)
@@ -90,7 +99,7 @@ def _components(
 
 
 def _apply(
-    mask: np.ndarray,
+    mask: Mask,
     select: Callable[[int, int], np.ndarray],
     eight: bool,
     band_rows: int,
@@ -113,21 +122,23 @@ def _apply(
         lookup = np.concatenate([[False], piece_decided[offset : offset + count]])
         hit = lookup[labels]
         changed += int(np.count_nonzero(hit))
-        mask[r0:r1][hit] = value
+        band = read_rows(mask, r0, r1)  # a view of an array, a copy of a raster's rows
+        band[hit] = value
+        write_rows(mask, r0, band)
     return changed
 
 
 def remove_small_objects(
-    mask: np.ndarray, min_area: float, *, pixel_area: float = 1.0, band_rows: int | None = None
+    mask: Mask, min_area: float, *, pixel_area: float = 1.0, band_rows: int | None = None
 ) -> int:
     """Clear (in place) 8-connected foreground components whose area (pixels times
     ``pixel_area``) is below ``min_area``; returns how many pixels were cleared."""
-    if min_area <= 0 or not mask.any():
+    if min_area <= 0 or not any_nonzero(mask):
         return 0
     rows = _band_rows(mask.shape[1], band_rows)
 
     def select(r0: int, r1: int) -> np.ndarray:
-        return mask[r0:r1]
+        return read_rows(mask, r0, r1)
 
     component, area, _, bands = _components(select, mask.shape, True, rows)
     small = area * pixel_area < min_area
@@ -135,17 +146,17 @@ def remove_small_objects(
 
 
 def fill_small_holes(
-    mask: np.ndarray, max_area: float, *, pixel_area: float = 1.0, band_rows: int | None = None
+    mask: Mask, max_area: float, *, pixel_area: float = 1.0, band_rows: int | None = None
 ) -> int:
     """Set (in place) 4-connected background components that do not touch the raster's edge
     (holes enclosed by foreground) and whose area (pixels times ``pixel_area``) is at most
     ``max_area``; returns how many pixels were filled."""
-    if max_area <= 0 or not mask.any():
+    if max_area <= 0 or not any_nonzero(mask):
         return 0
     rows = _band_rows(mask.shape[1], band_rows)
 
     def select(r0: int, r1: int) -> np.ndarray:
-        return ~mask[r0:r1]
+        return ~read_rows(mask, r0, r1)
 
     component, area, touches, bands = _components(select, mask.shape, False, rows)
     fill = (area * pixel_area <= max_area) & ~touches

@@ -5,7 +5,11 @@ evaluation applies to image tiles, so Dice measures exactly what the slide path 
 threshold, limit to tissue, fill holes inside tumour up to the card's area, limit to tissue
 again, remove tumour components below the card's area. Here they run on slide-sized masks
 without slide-sized temporaries: thresholding and masking in bands of rows, components with
-the banded labelling of :mod:`.components`.
+the banded labelling of :mod:`.components`. The masks may be numpy arrays or
+:class:`~unitumour_dicom.slide.raster.DiskRaster` scratch files (then the tumour mask is one
+too, beside the probability map): the result is the same bit for bit, and what is held in
+memory is one band of about :data:`~unitumour_dicom.slide.raster.BAND_PIXELS` pixels of each
+input (uint8 and bool: about 8 MB with the temporaries), whatever the slide's size.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..slide.raster import DiskRaster, band_rows, empty_like, read_rows, row_bands, write_rows
 from .components import fill_small_holes, remove_small_objects
 
-_BAND_PIXELS = 1 << 24
+Raster = np.ndarray | DiskRaster
 
 
 @dataclass(frozen=True)
@@ -44,37 +49,37 @@ def probability_cut(threshold: float) -> int:
     return round(threshold * 255)
 
 
-def _in_bands(shape: tuple[int, int]) -> range:
-    step = max(1, _BAND_PIXELS // max(shape[1], 1))
-    return range(0, shape[0], step)
-
-
 def tumour_mask(
-    probability: np.ndarray,
-    tissue: np.ndarray,
+    probability: Raster,
+    tissue: Raster,
     mpp: float,
     params: PostprocessParams,
-) -> np.ndarray:
+    *,
+    out: Raster | None = None,
+) -> Raster:
     """Boolean tumour mask from a uint8 probability map and a boolean tissue mask, both at
-    ``mpp`` micrometres per pixel."""
+    ``mpp`` micrometres per pixel; written into ``out`` when given, else into a new array (or
+    a new scratch raster beside ``probability`` when that is one)."""
     if probability.shape != tissue.shape:
         raise ValueError(f"shapes differ: {probability.shape} and {tissue.shape}")
     if probability.dtype != np.uint8:
         raise ValueError(f"probability must be uint8 (255 p), not {probability.dtype}")
     cut = probability_cut(params.threshold)
-    mask = np.empty(probability.shape, bool)
-    bands = _in_bands(mask.shape)
-    step = bands.step
+    mask = empty_like(probability, bool) if out is None else out
+    if mask.shape != probability.shape or mask.dtype != np.bool_:
+        raise ValueError(f"out must be bool {probability.shape}, not {mask.dtype} {mask.shape}")
+    bands = list(row_bands(mask.shape[0], band_rows(mask.shape[1])))
 
     def limit_to_tissue() -> None:
-        for r0 in bands:
-            rows = slice(r0, r0 + step)
-            np.logical_and(mask[rows], tissue[rows], out=mask[rows])
+        for r0, r1 in bands:
+            band = read_rows(mask, r0, r1)
+            np.logical_and(band, read_rows(tissue, r0, r1), out=band)
+            write_rows(mask, r0, band)
 
-    for r0 in bands:
-        rows = slice(r0, r0 + step)
-        np.greater_equal(probability[rows], cut, out=mask[rows])
-    limit_to_tissue()
+    for r0, r1 in bands:
+        band = np.greater_equal(read_rows(probability, r0, r1), cut)
+        np.logical_and(band, read_rows(tissue, r0, r1), out=band)
+        write_rows(mask, r0, band)
     pixel_area = mpp * mpp
     if fill_small_holes(mask, params.fill_holes_max_area_um2, pixel_area=pixel_area):
         limit_to_tissue()

@@ -6,12 +6,18 @@ from dataclasses import dataclass, field
 
 from ..slide.levels import LevelInfo
 from ..slide.mask import SlideMask
+from ..slide.raster import DiskRaster
 
 
 @dataclass(frozen=True)
 class InferenceResult:
     """Masks at the model's pixel size (``card.mpp``) on the slide's raster, with areas,
     timings and what was read.
+
+    The three slide-sized masks are :class:`~unitumour_dicom.slide.raster.DiskRaster` scratch
+    files (read them band by band; ``np.asarray`` reads one whole, for small slides and
+    tests). :meth:`close` (or leaving a ``with`` block) frees their disk at once; otherwise
+    it goes when the result is garbage collected or the process ends.
 
     Attributes
     ----------
@@ -58,6 +64,18 @@ class InferenceResult:
     tissue_lowres: SlideMask | None = None
     tiles_in_grid: int = 0
     stats: dict[str, float] = field(default_factory=dict)
+
+    def close(self) -> None:
+        """Free the scratch files of the slide-sized masks (the areas and figures stay)."""
+        for mask in (self.tumour, self.probability, self.tissue):
+            if isinstance(mask.array, DiskRaster):
+                mask.array.close()
+
+    def __enter__(self) -> InferenceResult:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def megapixels_per_second(self) -> float:

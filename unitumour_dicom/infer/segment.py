@@ -3,9 +3,14 @@
 The raster is the model's grid (``card.mpp``) over the slide. Tiles holding tissue are read
 from the level nearest that pixel size (never coarser unless allowed), resampled exactly,
 decoded by ``read_threads`` threads a bounded number of tiles ahead, run through the model in
-batches, blended into the probability map band by band, and post-processed. Slide-sized
-memory: the probability map (uint8), tumour and tissue masks (bool); everything else is
-bounded by tiles, batches and one band of the raster's width.
+batches, blended into the probability map band by band, and post-processed.
+
+The slide-sized rasters, probability map (uint8), tissue and tumour masks (bool), are
+:class:`~unitumour_dicom.slide.raster.DiskRaster` scratch files in ``scratch_dir``, written
+and read band by band (DESIGN rule 4): memory is bounded by tiles, batches and bands. The
+bands that remain: the stitcher's (``input_size x width`` float32, see :mod:`.stitch`), the
+tissue band below (``tile_size x width`` bool), post-processing's and component labelling's
+(about 4 M pixels each, see :mod:`.postprocess`).
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..slide.mask import SlideMask
+from ..slide.raster import DiskRaster, count_nonzero
 from ..slide.reader import DEFAULT_CACHE_BYTES
 from ..slide.resample import bilinear_sample
 from ..slide.timing import StageTimes
@@ -38,6 +45,38 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 
 
+class _TissueRows:
+    """The tissue mask of one row of tiles (``tile_size x width`` bool), written to the
+    raster when the tiles move on to the next row: tiles come in raster order, and each
+    row of the raster is written once, whole."""
+
+    def __init__(self, grid: TileGrid, out: DiskRaster) -> None:
+        self.grid, self.out = grid, out
+        self.band = np.zeros((grid.tile_size, grid.shape[1]), bool)
+        self.row: int | None = None
+
+    def put(self, tile: Tile, core: np.ndarray) -> None:
+        if tile.row != self.row:
+            self.flush()
+            self.row = tile.row
+        c_top, c_left, c_bottom, c_right = self.grid.core(tile)
+        top = tile.row * self.grid.tile_size
+        self.band[c_top - top : c_bottom - top, c_left:c_right] = core
+
+    def flush(self) -> None:
+        if self.row is not None:
+            top = self.row * self.grid.tile_size
+            rows = min(self.grid.tile_size, self.grid.shape[0] - top)
+            self.out.write_rows(top, self.band[:rows])
+            self.band[:] = False
+            self.row = None
+
+    def finish(self) -> None:
+        """Write the last row and free the band before post-processing allocates its own."""
+        self.flush()
+        self.band = np.zeros((0, 0), bool)
+
+
 def segment_slide(
     slide: WsiSlide,
     model: LoadedModel,
@@ -50,6 +89,7 @@ def segment_slide(
     max_coarser_ratio: float = 1.0,
     tissue_params: TissueParams | None = None,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
+    scratch_dir: Path | str | None = None,
 ) -> InferenceResult:
     """Segment the tumour in ``slide`` with ``model``.
 
@@ -76,6 +116,10 @@ def segment_slide(
         Thresholds of tissue detection.
     cache_bytes:
         Bound on decoded frames kept for neighbouring tiles.
+    scratch_dir:
+        Where the slide-sized rasters' files go (unlinked at once: they vanish with the
+        result, see :meth:`InferenceResult.close`); default: the system's temporary folder.
+        A job passes its own scratch folder on the store's disk.
 
     Returns
     -------
@@ -111,8 +155,9 @@ def segment_slide(
     else:
         logger.warning("no tissue detected on %r: no tile runs, the masks stay empty", slide)
 
-    probability = np.zeros(shape, np.uint8)
-    tissue = np.zeros(shape, bool)
+    probability = DiskRaster(shape, np.uint8, scratch_dir)
+    tissue = DiskRaster(shape, bool, scratch_dir)
+    tissue_rows = _TissueRows(grid, tissue)
     runner = ModelRunner(model, mixed_precision=mixed_precision)
     reader = slide.reader(level, mpp, cache_bytes=cache_bytes, times=times)
     stitcher = BandStitcher(grid, probability)
@@ -146,8 +191,7 @@ def segment_slide(
         batch_tiles: list[Tile] = []
         buffer = np.empty((batch_size, n, n, 3), np.uint8)
         for tile, pixels, core_tissue in stream:
-            c_top, c_left, c_bottom, c_right = grid.core(tile)
-            tissue[c_top:c_bottom, c_left:c_right] = core_tissue
+            tissue_rows.put(tile, core_tissue)
             buffer[len(batch_tiles)] = pixels
             batch_tiles.append(tile)
             if len(batch_tiles) == batch_size:
@@ -181,15 +225,16 @@ def segment_slide(
         drain(in_flight)
     with times.measure("stitch"):
         stitcher.finish()
+        tissue_rows.finish()
     # What only the tile loop needed (the band, freed by finish; the decoded frames, here) must
     # not stack on the tumour mask and the temporaries post-processing allocates next.
     reader.release()
 
     with times.measure("postprocess"):
         tumour = tumour_mask(probability, tissue, mpp, PostprocessParams.from_card(card))
-    pixel_area_mm2 = (mpp / 1000.0) ** 2
-    tumour_area = float(np.count_nonzero(tumour)) * pixel_area_mm2
-    tissue_area = float(np.count_nonzero(tissue)) * pixel_area_mm2
+        pixel_area_mm2 = (mpp / 1000.0) ** 2
+        tumour_area = float(count_nonzero(tumour)) * pixel_area_mm2
+        tissue_area = float(count_nonzero(tissue)) * pixel_area_mm2
 
     timings = dict.fromkeys(("tissue", "read", "decode", "resample", "wait"), 0.0)
     timings.update(times.as_dict())
