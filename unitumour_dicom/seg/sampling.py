@@ -5,6 +5,10 @@ neighbour, as :meth:`SlideMask.sample` defines it), so a mask at the base level'
 comes back unchanged at the base level, and lower levels are its decimations. Work and memory
 per row of tiles are bounded by (tile rows x level columns); rows and tiles the mask leaves
 empty cost almost nothing, so time follows the tumour's area rather than the slide's.
+
+The mask may be a :class:`~unitumour_dicom.slide.raster.DiskRaster` (inference's masks are):
+each row of tiles then reads just the mask rows and columns it samples, and nothing of the
+mask stays in memory between rows of tiles.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from typing import Literal
 import numpy as np
 
 from ..slide.mask import SlideMask
+from ..slide.raster import band_rows, read_rows
 from .levels import SourceLevel
 
 ValueKind = Literal["binary", "fractional"]
-_ROW_CHUNK = 1024
+_CHUNK_PIXELS = 1 << 22  # mask pixels converted at a time by rows_with_values
 
 
 def to_binary(block: np.ndarray) -> np.ndarray:
@@ -151,12 +156,13 @@ class LevelSampler:
 
 
 def rows_with_values(mask: SlideMask, convert: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """For every mask row, whether any of its stored values is not 0 (in row chunks, so
-    converting a float map never copies it whole)."""
-    height = mask.shape[0]
+    """For every mask row, whether any of its stored values is not 0 (in chunks of about
+    4 M pixels, so converting a float map never copies it whole, and a mask on disk is read
+    a chunk at a time)."""
+    height, width = mask.shape
     out = np.zeros(height, dtype=bool)
-    for start in range(0, height, _ROW_CHUNK):
-        out[start : start + _ROW_CHUNK] = convert(mask.array[start : start + _ROW_CHUNK]).any(
-            axis=1
-        )
+    step = band_rows(width, _CHUNK_PIXELS)
+    for start in range(0, height, step):
+        block = read_rows(mask.array, start, start + step)
+        out[start : start + block.shape[0]] = convert(block).any(axis=1)
     return out
