@@ -1,5 +1,6 @@
 """The case picture: the slide's thumbnail with the tumour drawn over it (the drawing is the
-library's, :mod:`unitumour_dicom.seg.overlay`), cached by the digests of its inputs.
+library's, :mod:`unitumour_dicom.seg.overlay`, which reads the SEG band by band and never
+holds a whole level), cached by the digests of its inputs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from unitumour_dicom.seg.overlay import (
     choose_seg_level,
     draw_overlay,
     read_seg_mask,
+    read_seg_picture,
     render_overlay_png,
     resample_nearest,
     seg_levels,
@@ -37,6 +39,7 @@ __all__ = [
     "choose_seg_level",
     "draw_overlay",
     "read_seg_mask",
+    "read_seg_picture",
     "render_overlay_png",
     "resample_nearest",
     "seg_levels",

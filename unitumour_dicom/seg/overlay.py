@@ -4,6 +4,11 @@ The slide comes from its smallest pyramid level (wsidicom picks the level neares
 size, so memory stays that of a thumbnail), and the tumour from the very SEG instance that
 was stored and sent (read back with highdicom), the level nearest the picture's size. The web
 app's case picture and ``unitumour process --png`` both draw it here.
+
+The SEG level is never read whole: it is opened with lazy frame retrieval and read in bands
+of rows (at most ``BAND_PIXELS`` pixels, 16 MB of float32, a band), of which only the rows
+and columns the picture samples are kept; so a SEG with no level near the picture's size (a
+slide scanned without a pyramid) costs a band and the picture, not its base level.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ FILL_RGB = (0, 229, 255)  # cyan: stands out on pink eosin and purple haematoxyl
 FILL_ALPHA = 0.35
 OUTLINE_RGB = (0, 229, 255)
 OUTLINE_PIXELS = 2
+BAND_PIXELS = 1 << 22  # SEG pixels decoded at a time for a picture
 
 
 class PictureError(RuntimeError):
@@ -67,14 +73,43 @@ def read_seg_mask(level: SegLevel) -> np.ndarray:
     return (array > 0).astype(np.float32)
 
 
+def _nearest(size: int, out: int) -> np.ndarray:
+    """Source index of each of ``out`` pixel centres over ``size`` pixels."""
+    return np.minimum(((np.arange(out) + 0.5) * size / out).astype(int), size - 1)
+
+
+def read_seg_picture(
+    level: SegLevel, height: int, width: int, *, band_pixels: int = BAND_PIXELS
+) -> np.ndarray:
+    """The SEG's segments combined (max over segments) as floats in [0, 1], resampled onto
+    (height, width) as :func:`resample_nearest` does, reading the level band by band: equal
+    to ``resample_nearest(read_seg_mask(level), height, width)`` without holding the level."""
+    seg = hd.seg.segread(level.path, lazy_frame_retrieval=True)
+    fractional = seg.segmentation_type == hd.seg.SegmentationTypeValues.FRACTIONAL
+    rows = _nearest(level.rows, height)
+    cols = _nearest(level.columns, width)
+    budget = max(1, band_pixels // max(level.columns, 1))
+    out = np.empty((height, width), np.float32)
+    i = 0
+    while i < height:
+        r0 = int(rows[i])
+        j = i + 1
+        while j < height and rows[j] - r0 < budget:
+            j += 1
+        r1 = int(rows[j - 1]) + 1
+        block = seg.get_total_pixel_matrix(row_start=r0 + 1, row_end=r1 + 1, dtype=np.float32)
+        if block.ndim == 3:
+            block = block.max(axis=2)
+        picked = block[rows[i:j] - r0][:, cols]
+        out[i:j] = np.clip(picked, 0.0, 1.0) if fractional else (picked > 0)
+        i = j
+    return out
+
+
 def resample_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     """``mask`` (covering the slide's whole image area) at (height, width), pixel centres."""
-    rows = np.minimum(
-        ((np.arange(height) + 0.5) * mask.shape[0] / height).astype(int), mask.shape[0] - 1
-    )
-    cols = np.minimum(
-        ((np.arange(width) + 0.5) * mask.shape[1] / width).astype(int), mask.shape[1] - 1
-    )
+    rows = _nearest(mask.shape[0], height)
+    cols = _nearest(mask.shape[1], width)
     return mask[rows[:, None], cols[None, :]]
 
 
@@ -105,7 +140,7 @@ def render_overlay_png(
     if seg_paths:
         try:
             level = choose_seg_level(seg_levels(seg_paths), rgb.shape[1])
-            tumour = resample_nearest(read_seg_mask(level), rgb.shape[0], rgb.shape[1])
+            tumour = read_seg_picture(level, rgb.shape[0], rgb.shape[1])
         except Exception as exc:
             raise PictureError(f"could not read the SEG: {exc}") from exc
         rgb = draw_overlay(rgb, tumour)
