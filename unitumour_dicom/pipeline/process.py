@@ -5,7 +5,9 @@ The one path that the worker, ``unitumour process`` and the tests all use (DESIG
 1. claim the job's lease (or do nothing: finished, leased elsewhere, out of attempts, or
    already has a result), and keep it alive with heartbeats while working;
 2. resolve the inputs the job was created for and check them against their sha256;
-3. open the slide, run the model over it (``segment_slide``);
+3. open the slide, run the model over it (``segment_slide``), its slide-sized masks in
+   scratch files in a folder of the job's own under the store's spool/ (same disk as the
+   store, owner-only), removed when the job's compute ends, whatever its outcome;
 4. build the SEG pyramid into the store, with UIDs derived from the job's uuid, so a rerun
    after a crash writes the same instances;
 5. in one transaction: the job's success with its provenance (model row, code version,
@@ -21,10 +23,13 @@ gives the job back without counting the attempt.
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pydicom
@@ -142,38 +147,49 @@ def _compute(
         if on_progress is not None:
             on_progress("tiles", done, total)
 
-    with timer.stage("open"):
-        slide = open_slide(inputs.paths(runtime.store))
+    # The masks at the model's resolution live on disk (a resection is gigapixels), in a
+    # folder of this job's that goes when the compute ends; the files in it are unlinked
+    # from the start, so even a killed worker leaves at most an empty folder.
+    scratch = Path(tempfile.mkdtemp(prefix=f"job-{job_id}-", dir=runtime.store.spool_dir))
+    inference = None
     try:
-        with timer.stage("inference"):
-            inference = segment_slide(
-                slide,
-                model,
-                batch_size=settings.model.batch_size,
-                read_threads=settings.model.read_threads,
-                mixed_precision=settings.model.mixed_precision,
-                progress=progress,
-            )
-    finally:
-        slide.close()
-    timer.merge("inference", dict(inference.timings))
-    keeper.check()
+        with timer.stage("open"):
+            slide = open_slide(inputs.paths(runtime.store))
+        try:
+            with timer.stage("inference"):
+                inference = segment_slide(
+                    slide,
+                    model,
+                    batch_size=settings.model.batch_size,
+                    read_threads=settings.model.read_threads,
+                    mixed_precision=settings.model.mixed_precision,
+                    progress=progress,
+                    scratch_dir=scratch,
+                )
+        finally:
+            slide.close()
+        timer.merge("inference", dict(inference.timings))
+        keeper.check()
 
-    with timer.stage("seg"):
-        headers = _volume_headers(inputs, runtime)
-        card = model.card
-        pyramid = write_seg_pyramid(
-            source_datasets=headers,
-            mask=inference.tumour,
-            probability=inference.probability,
-            algorithm=AlgorithmInfo(name=card.name, version=card.version),
-            settings=settings.seg,
-            uid_seed=uid_seed,
-            store=runtime.store,
-            content_datetime=content_datetime,
-        )
-    timer.merge("seg", dict(getattr(pyramid, "timings_s", {}) or {}))
-    keeper.check()
+        with timer.stage("seg"):
+            headers = _volume_headers(inputs, runtime)
+            card = model.card
+            pyramid = write_seg_pyramid(
+                source_datasets=headers,
+                mask=inference.tumour,
+                probability=inference.probability,
+                algorithm=AlgorithmInfo(name=card.name, version=card.version),
+                settings=settings.seg,
+                uid_seed=uid_seed,
+                store=runtime.store,
+                content_datetime=content_datetime,
+            )
+        timer.merge("seg", dict(getattr(pyramid, "timings_s", {}) or {}))
+        keeper.check()
+    finally:
+        if inference is not None:
+            inference.close()  # the areas and figures stay for the record
+        shutil.rmtree(scratch, ignore_errors=True)
     return _Work(
         inputs=inputs,
         verified=verified,
