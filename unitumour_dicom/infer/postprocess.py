@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..slide.raster import DiskRaster, band_rows, empty_like, read_rows, row_bands, write_rows
+from ..slide.raster import DiskRaster, empty_like, read_rows, row_bands, write_rows
+from ..slide.raster import band_rows as rows_per_band
 from .components import fill_small_holes, remove_small_objects
 
 Raster = np.ndarray | DiskRaster
@@ -56,10 +57,12 @@ def tumour_mask(
     params: PostprocessParams,
     *,
     out: Raster | None = None,
+    band_rows: int | None = None,
 ) -> Raster:
     """Boolean tumour mask from a uint8 probability map and a boolean tissue mask, both at
     ``mpp`` micrometres per pixel; written into ``out`` when given, else into a new array (or
-    a new scratch raster beside ``probability`` when that is one)."""
+    a new scratch raster beside ``probability`` when that is one). ``band_rows`` (default:
+    about 4 M pixels a band) changes how the work is cut, never the result."""
     if probability.shape != tissue.shape:
         raise ValueError(f"shapes differ: {probability.shape} and {tissue.shape}")
     if probability.dtype != np.uint8:
@@ -68,7 +71,8 @@ def tumour_mask(
     mask = empty_like(probability, bool) if out is None else out
     if mask.shape != probability.shape or mask.dtype != np.bool_:
         raise ValueError(f"out must be bool {probability.shape}, not {mask.dtype} {mask.shape}")
-    bands = list(row_bands(mask.shape[0], band_rows(mask.shape[1])))
+    step = band_rows or rows_per_band(mask.shape[1])
+    bands = list(row_bands(mask.shape[0], step))
 
     def limit_to_tissue() -> None:
         for r0, r1 in bands:
@@ -81,7 +85,12 @@ def tumour_mask(
         np.logical_and(band, read_rows(tissue, r0, r1), out=band)
         write_rows(mask, r0, band)
     pixel_area = mpp * mpp
-    if fill_small_holes(mask, params.fill_holes_max_area_um2, pixel_area=pixel_area):
+    filled = fill_small_holes(
+        mask, params.fill_holes_max_area_um2, pixel_area=pixel_area, band_rows=band_rows
+    )
+    if filled:
         limit_to_tissue()
-    remove_small_objects(mask, params.min_tumour_area_um2, pixel_area=pixel_area)
+    remove_small_objects(
+        mask, params.min_tumour_area_um2, pixel_area=pixel_area, band_rows=band_rows
+    )
     return mask
