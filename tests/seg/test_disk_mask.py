@@ -97,3 +97,20 @@ def test_the_picture_reads_the_seg_in_bands_and_equals_the_whole_level(
             for band_pixels in (1, 3 * base.columns, 1 << 22):
                 got = read_seg_picture(base, height, width, band_pixels=band_pixels)
                 np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("max_pixels", [256, 600])
+def test_the_slide_picture_read_in_bands_matches_the_thumbnail(phantom, max_pixels: int) -> None:
+    from wsidicom import WsiDicom
+
+    from unitumour_dicom.seg.overlay import read_slide_picture
+
+    with WsiDicom.open(phantom.instance_paths) as wsi:
+        thumbnail = np.asarray(wsi.read_thumbnail((max_pixels, max_pixels)).convert("RGB"))
+        whole = read_slide_picture(wsi, max_pixels)  # a small level: wsidicom's own
+        banded = read_slide_picture(wsi, max_pixels, band_pixels=5_000)  # a few rows a band
+    np.testing.assert_array_equal(whole, thumbnail)
+    assert banded.shape == thumbnail.shape and banded.dtype == np.uint8
+    difference = np.abs(banded.astype(np.int16) - thumbnail)
+    assert difference.mean() < 2.0 and np.percentile(difference, 99) < 40
+    assert banded.std() > 10, "the picture shows the slide, not a flat colour"

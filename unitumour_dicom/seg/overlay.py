@@ -8,7 +8,10 @@ app's case picture and ``unitumour process --png`` both draw it here.
 The SEG level is never read whole: it is opened with lazy frame retrieval and read in bands
 of rows (at most ``BAND_PIXELS`` pixels, 16 MB of float32, a band), of which only the rows
 and columns the picture samples are kept; so a SEG with no level near the picture's size (a
-slide scanned without a pyramid) costs a band and the picture, not its base level.
+slide scanned without a pyramid) costs a band and the picture, not its base level. The same
+holds for the slide: when the level wsidicom would make the thumbnail from is larger than
+``BAND_PIXELS`` (no small level, or a long narrow slide), it is read in bands of rows, each
+box-filtered down to its rows of the picture (12 MB of RGB a band).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pydicom
 from PIL import Image
 from scipy import ndimage
 from wsidicom import WsiDicom
+from wsidicom.geometry import Size
 
 FILL_RGB = (0, 229, 255)  # cyan: stands out on pink eosin and purple haematoxylin
 FILL_ALPHA = 0.35
@@ -127,16 +131,41 @@ def draw_overlay(rgb: np.ndarray, tumour: np.ndarray) -> np.ndarray:
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
+def read_slide_picture(
+    wsi: WsiDicom, max_pixels: int, *, band_pixels: int = BAND_PIXELS
+) -> np.ndarray:
+    """The slide as RGB fitting in ``max_pixels`` x ``max_pixels``, from the level wsidicom
+    picks for a thumbnail (the smallest at least as large as asked): wsidicom's own thumbnail
+    when that level holds at most ``band_pixels`` pixels, else the level read in bands of
+    rows, each box-filtered onto its rows of the picture, so memory is a band and the
+    picture whatever the level's size."""
+    level = wsi.levels.get_closest_by_size(Size(max_pixels, max_pixels))
+    if level is None or level.size.width * level.size.height <= band_pixels:
+        return np.asarray(wsi.read_thumbnail((max_pixels, max_pixels)).convert("RGB"))
+    width, height = level.size.width, level.size.height
+    scale = min(max_pixels / width, max_pixels / height)
+    out_w, out_h = max(1, round(width * scale)), max(1, round(height * scale))
+    out = np.empty((out_h, out_w, 3), np.uint8)
+    source_rows_per_row = height / out_h
+    step = max(1, int(band_pixels // (width * max(source_rows_per_row, 1.0))))
+    for i0 in range(0, out_h, step):
+        i1 = min(i0 + step, out_h)
+        r0 = int(i0 * source_rows_per_row)
+        r1 = height if i1 == out_h else max(r0 + 1, int(i1 * source_rows_per_row))
+        band = wsi.read_region((0, r0), level.level, (width, r1 - r0)).convert("RGB")
+        out[i0:i1] = np.asarray(band.resize((out_w, i1 - i0), Image.Resampling.BOX))
+    return out
+
+
 def render_overlay_png(
     *, slide_paths: Sequence[Path], seg_paths: Sequence[Path], max_pixels: int
 ) -> bytes:
     """PNG of the slide thumbnail with the tumour drawn over it (or bare, without a SEG)."""
     try:
         with WsiDicom.open(list(slide_paths)) as wsi:
-            thumb = wsi.read_thumbnail((max_pixels, max_pixels)).convert("RGB")
+            rgb = read_slide_picture(wsi, max_pixels)
     except Exception as exc:
         raise PictureError(f"could not read the slide's thumbnail: {exc}") from exc
-    rgb = np.asarray(thumb)
     if seg_paths:
         try:
             level = choose_seg_level(seg_levels(seg_paths), rgb.shape[1])
