@@ -366,6 +366,16 @@ class WorkerSettings(Section):
             "(CUDA_VISIBLE_DEVICES set for each), or one on a host without a GPU."
         ),
     )
+    scratch_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Where each job keeps its masks at the model's resolution while it runs (up to 3 "
+            "bytes a pixel: about 4.6 GB for a 25 x 50 mm resection at 0.9 µm/px, far less "
+            "for a slide of mostly glass), in a folder of its own removed when the job ends. "
+            "Default: spool/ in the store. Set a local disk when the store is on a network "
+            "file system."
+        ),
+    )
     delivery_concurrency: int = Field(
         default=4, ge=1, description="Deliveries sent at once by one host's delivery worker."
     )

@@ -6,8 +6,8 @@ The one path that the worker, ``unitumour process`` and the tests all use (DESIG
    already has a result), and keep it alive with heartbeats while working;
 2. resolve the inputs the job was created for and check them against their sha256;
 3. open the slide, run the model over it (``segment_slide``), its slide-sized masks in
-   scratch files in a folder of the job's own under the store's spool/ (same disk as the
-   store, owner-only), removed when the job's compute ends, whatever its outcome;
+   scratch files in a folder of the job's own (owner-only) under ``worker.scratch_dir``
+   (default: the store's spool/), removed when the job's compute ends, whatever its outcome;
 4. build the SEG pyramid into the store, with UIDs derived from the job's uuid, so a rerun
    after a crash writes the same instances;
 5. in one transaction: the job's success with its provenance (model row, code version,
@@ -150,7 +150,9 @@ def _compute(
     # The masks at the model's resolution live on disk (a resection is gigapixels), in a
     # folder of this job's that goes when the compute ends; the files in it are unlinked
     # from the start, so even a killed worker leaves at most an empty folder.
-    scratch = Path(tempfile.mkdtemp(prefix=f"job-{job_id}-", dir=runtime.store.spool_dir))
+    scratch_root = settings.worker.scratch_dir or runtime.store.spool_dir
+    scratch_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"job-{job_id}-", dir=scratch_root))
     inference = None
     try:
         with timer.stage("open"):
