@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the service and its tests use, when they are missing:
 # DCMTK (storescu/storescp as real DICOM peers), dicom3tools (dciodvfy, the validator),
-# Chromium (browser tests), npm (fetches the viewer bundle), Orthanc (the PACS routing example)
+# Chromium (browser tests), npm (fetches the viewer bundle), Orthanc (the PACS routing example),
 # openssl (the TLS recipe in the operator guide) and libturbojpeg0 (the vendor-file
 # converter). Needs root or sudo.
 set -euo pipefail
