@@ -4,6 +4,7 @@ converts it (same converter, same identity rules), without admitting anything.""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -55,6 +56,8 @@ def convert_command(
         max_output_bytes=watch.max_output_bytes,
         tile_size=watch.tile_size,
         workers=watch.workers,
+        # the file's own time: converting the same file again writes the same bytes
+        content_datetime=datetime.fromtimestamp(src.stat().st_mtime, UTC),
     )
     if as_json:
         report = {

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -102,8 +103,11 @@ def convert_file(
     max_output_bytes: int = 65536,
     tile_size: int = 512,
     workers: int = 1,
+    content_datetime: datetime | None = None,
 ) -> Conversion:
-    """Convert ``src`` into the empty folder ``out_dir``; :class:`ConversionError` on failure."""
+    """Convert ``src`` into the empty folder ``out_dir``; :class:`ConversionError` on failure.
+
+    The same ``uid_seed`` and ``content_datetime`` give the same files, byte for byte."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if any(out_dir.iterdir()):
         raise ConversionError(f"output folder {out_dir} is not empty")
@@ -112,6 +116,9 @@ def convert_file(
         "uid_seed": uid_seed,
         "tile_size": tile_size,
         "workers": workers,
+        "content_datetime": content_datetime.strftime("%Y%m%d%H%M%S")
+        if content_datetime is not None
+        else None,
     }
     with tempfile.NamedTemporaryFile(
         "w", suffix=".json", prefix="convert-", dir=out_dir.parent, delete=False

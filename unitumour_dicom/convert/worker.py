@@ -9,7 +9,8 @@ the standard library and what wsidicomizer brings; the core calls it as a subpro
 The metadata file holds ``dataset`` (flat DICOM keywords and values, already checked by the
 core: patient, study, container), ``uid_seed`` (the source's sha256: every UID made here is
 derived from it, so converting the same bytes again yields the same study, series and
-instance UIDs), ``tile_size`` and ``workers``. On success the last line of standard output is
+instance UIDs), ``content_datetime`` (YYYYMMDDHHMMSS, fixed by the caller for the same
+reason), ``tile_size`` and ``workers``. On success the last line of standard output is
 ``UNITUMOUR-CONVERT-RESULT {json}``: the files written and what was read from the source.
 Any failure exits non-zero with the reason on standard error.
 """
@@ -78,13 +79,32 @@ def read_source_facts(src: Path) -> dict[str, Any]:
     return facts
 
 
-def make_post_processor(attributes: dict[str, str], facts: dict[str, Any]):  # type: ignore[no-untyped-def]
+def stamp_icc_profile(profile: bytes, content_datetime: str) -> bytes:
+    """The profile with its creation time (header bytes 24-35) set to ``content_datetime``:
+    the sRGB profile made for files without one is stamped with the time it was made. Left
+    as it is when it carries a profile ID (an MD5 over the header)."""
+    if len(profile) < 128 or any(profile[84:100]):
+        return profile
+    parts = [
+        content_datetime[i : i + n] for i, n in ((0, 4), (4, 2), (6, 2), (8, 2), (10, 2), (12, 2))
+    ]
+    stamp = b"".join(int(p).to_bytes(2, "big") for p in parts)
+    return profile[:24] + stamp + profile[36:]
+
+
+def make_post_processor(  # type: ignore[no-untyped-def]
+    attributes: dict[str, str], facts: dict[str, Any], content_datetime: str | None = None
+):
     """Set the patient, study and container attributes the core resolved, and the objective
     power the file states, on every dataset wsidicomizer writes."""
 
     def post_process(dataset, metadata):  # type: ignore[no-untyped-def]
         for keyword, value in attributes.items():
             setattr(dataset, keyword, value)
+        if content_datetime:
+            for item in dataset.get("OpticalPathSequence", []):
+                if "ICCProfile" in item:
+                    item.ICCProfile = stamp_icc_profile(bytes(item.ICCProfile), content_datetime)
         power = facts.get("objective_power")
         if power:
             for item in dataset.get("OpticalPathSequence", []):
@@ -95,12 +115,38 @@ def make_post_processor(attributes: dict[str, str], facts: dict[str, Any]):  # t
     return post_process
 
 
+def fix_content_datetime(value: str | None) -> None:
+    """Make wsidicom stamp ``value`` (YYYYMMDDHHMMSS) as Content Date and Time, not the time
+    of writing, so that converting the same file again writes the same bytes (a retry after a
+    crash then re-admits duplicates, not new versions). wsidicom 0.31 (pinned) calls
+    ``datetime.now()`` of its writer module; that name is replaced here, in this process only.
+    Without it, the files differ in Content Time alone."""
+    if not value:
+        return
+    from datetime import datetime
+
+    try:
+        from wsidicom.file.io import wsidicom_writer
+    except ImportError:
+        return
+    fixed = datetime.strptime(value, "%Y%m%d%H%M%S")
+
+    class _FixedNow(datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[no-untyped-def, override]
+            return fixed
+
+    if getattr(wsidicom_writer, "datetime", None) is datetime:
+        wsidicom_writer.datetime = _FixedNow  # type: ignore[misc]
+
+
 def convert(src: Path, out_dir: Path, spec: dict[str, Any]) -> dict[str, Any]:
     from wsidicom.metadata import Equipment
     from wsidicomizer import WsiDicomizer
     from wsidicomizer.metadata import WsiDicomizerMetadata
 
     facts = read_source_facts(src)
+    fix_content_datetime(spec.get("content_datetime"))
     default_metadata = None
     if facts.get("manufacturer"):
         default_metadata = WsiDicomizerMetadata(
@@ -113,7 +159,9 @@ def convert(src: Path, out_dir: Path, spec: dict[str, Any]) -> dict[str, Any]:
         default_metadata=default_metadata,
         tile_size=int(spec.get("tile_size", 512)),
         uid_generator=derived_uid_generator(str(spec["uid_seed"])),
-        metadata_post_processor=make_post_processor(dict(spec.get("dataset", {})), facts),
+        metadata_post_processor=make_post_processor(
+            dict(spec.get("dataset", {})), facts, spec.get("content_datetime")
+        ),
         workers=int(spec.get("workers", 1)),
     )
     return {"files": sorted(str(Path(f).resolve()) for f in files), "source": facts}

@@ -172,7 +172,7 @@ class WatchService:
         if row is None:
             return self._duplicate(path, sha256)
         try:
-            outcome = self._convert_and_admit(path, sha256)
+            outcome = self._convert_and_admit(path, sha256, row.first_seen_at)
         except (ConversionError, IdentityError, UniTumourError, OSError) as exc:
             return self._fail(path, sha256, str(exc))
         outcome.moved_to = move_original(path, self.folder, DONE, tag=sha256[:8], reason=None)
@@ -225,7 +225,7 @@ class WatchService:
                 continue
         raise UniTumourError(f"cannot record {path.name} in converted_files")
 
-    def _convert_and_admit(self, path: Path, sha256: str) -> FileOutcome:
+    def _convert_and_admit(self, path: Path, sha256: str, first_seen: datetime) -> FileOutcome:
         from .admission import ConvertedAdmission
 
         if self._admission is None:
@@ -246,6 +246,7 @@ class WatchService:
                 max_output_bytes=self.settings.max_output_bytes,
                 tile_size=self.settings.tile_size,
                 workers=self.settings.workers,
+                content_datetime=first_seen,
             )
             summaries = [admission.check(p) for p in conversion.files]
             series = {s.series_instance_uid for s in summaries}
