@@ -18,6 +18,7 @@ import io
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from ..errors import UniTumourError
@@ -90,6 +91,11 @@ def check_value(keyword: str, value: object) -> str:
         pattern, what = checks[vr]
         if not pattern.match(text):
             raise IdentityError(f"{keyword} {text!r} is not {what}")
+    if vr == "DA" and text:
+        try:
+            datetime.strptime(text, "%Y%m%d")
+        except ValueError:
+            raise IdentityError(f"{keyword} {text!r} is not a date YYYYMMDD") from None
     if vr == "CS" and text and not re.match(r"^[A-Z0-9_ ]+$", text):
         raise IdentityError(f"{keyword} {text!r} is not a code string (A-Z, 0-9, _)")
     if vr == "PN" and text.count("^") > 4:
