@@ -232,3 +232,72 @@ def test_one_watcher_per_folder_and_the_service_runs_until_stopped(
         stopper.start()
         stopper.join(60)
     assert [e.event for e in events(watch_runtime, "watch.stopped")] == ["watch.stopped"]
+
+
+def test_a_watcher_killed_during_conversion_leaves_nothing_and_the_file_is_taken_again(
+    watch_runtime: Runtime, vendor_files: VendorFiles, tmp_path: Path
+):
+    """kill -9 of `unitumour watch` while its converter runs: the converter dies with it,
+    nothing is admitted, the file stays; the next watcher converts it once, completely."""
+    import subprocess
+    import sys
+
+    from tests.jobs.servicekit import toml_text
+
+    settings = watch_runtime.settings
+    config = tmp_path / "watch.toml"
+    config.write_text(
+        toml_text(
+            {
+                "data_dir": settings.data_dir,
+                "database": {"url": settings.database_url},
+                "watch": {"folder": settings.watch.folder, "quiet_seconds": 0.3},
+            }
+        )
+    )
+    drop(vendor_files.svs, watch_runtime, "killed.svs", SIDECAR)
+    log = open(tmp_path / "watch.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "unitumour_services.cli", "-v", "-c", str(config), "watch"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    scratch = settings.data_dir / "watch-scratch"
+
+    def converter_pids() -> list[int]:
+        found = []
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                if f"PPid:\t{proc.pid}\n" in status.read_text():
+                    found.append(int(status.parent.name))
+            except OSError:
+                continue
+        return found
+
+    try:
+        deadline = time.monotonic() + 120
+        while not (converter_pids() and scratch.is_dir() and any(scratch.iterdir())):
+            assert proc.poll() is None, (tmp_path / "watch.log").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "watch.log").read_text()
+            time.sleep(0.05)
+        children = converter_pids()
+    finally:
+        proc.kill()
+        proc.wait(10)
+        log.close()
+    deadline = time.monotonic() + 3  # at once, not when its conversion is over (~5 s)
+    while any(Path(f"/proc/{pid}").exists() for pid in children):  # died with its parent
+        assert time.monotonic() < deadline, f"converter {children} outlived the watcher"
+        time.sleep(0.05)
+    assert (settings.watch.folder / "killed.svs").is_file()
+    with watch_runtime.session() as session:
+        assert session.scalars(select(ConvertedFile.state)).all() == ["converting"]
+        assert session.scalars(select(Instance)).all() == []
+
+    [outcome] = take_all(WatchService(watch_runtime))
+    assert outcome.state == "done"
+    with watch_runtime.session() as session:
+        [row] = session.scalars(select(ConvertedFile)).all()
+        assert row.state == "done" and row.attempts == 2
+        assert len(session.scalars(select(Instance)).all()) == 6
+    assert len(events(watch_runtime, "watch.retried")) == 1

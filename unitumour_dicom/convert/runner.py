@@ -9,10 +9,14 @@ folder): nothing in it is admitted until the whole conversion has succeeded.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import logging
 import os
+import signal
 import subprocess
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -66,6 +70,18 @@ def converter_python(configured: Path | None) -> Path:
         f"{CONVERT_VENV} with requirements-convert.txt), or set watch.converter_python "
         "(UNITUMOUR_WATCH__CONVERTER_PYTHON) to a Python that has wsidicomizer"
     )
+
+
+def _die_with_parent() -> None:
+    """In the converter's process, before it starts: on Linux, be killed when the process that
+    started it dies (PR_SET_PDEATHSIG), so that a crashed watcher leaves no orphan writing
+    into the scratch folder that its restart converts into again. (Linux sends it when the
+    starting *thread* ends; the watcher's thread outlives each conversion it starts.)"""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the deadline still ends it
+        pass
 
 
 class _Tail:
@@ -139,7 +155,12 @@ def convert_file(
     log.info("converting %s with %s", src, python)
     try:
         proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         assert proc.stdout is not None and proc.stderr is not None
         out, err = _Tail(proc.stdout, max_output_bytes), _Tail(proc.stderr, max_output_bytes)
