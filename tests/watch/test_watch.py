@@ -301,3 +301,24 @@ def test_a_watcher_killed_during_conversion_leaves_nothing_and_the_file_is_taken
         assert row.state == "done" and row.attempts == 2
         assert len(session.scalars(select(Instance)).all()) == 6
     assert len(events(watch_runtime, "watch.retried")) == 1
+
+
+def test_a_full_store_leaves_the_file_to_be_taken_again(
+    watch_runtime: Runtime, vendor_files: VendorFiles
+):
+    settings = watch_runtime.settings
+    full = Runtime(
+        settings.model_copy(
+            update={"store": settings.store.model_copy(update={"min_free_percent": 99.999})}
+        )
+    )
+    drop(vendor_files.svs, full, "waits.svs")
+    [outcome] = take_all(WatchService(full))
+    assert outcome.state == "deferred" and "free" in outcome.reason
+    assert (settings.watch.folder / "waits.svs").is_file()
+    assert not (settings.watch.folder / "failed").exists()
+    [outcome] = take_all(WatchService(watch_runtime))  # room again
+    assert outcome.state == "done"
+    with watch_runtime.session() as session:
+        [row] = session.scalars(select(ConvertedFile)).all()
+        assert row.state == "done" and row.attempts == 2

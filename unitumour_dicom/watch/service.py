@@ -18,7 +18,8 @@ A crash before 5 leaves the row ``converting`` and the file in place: it is conv
 (same UIDs: what was admitted comes back as duplicates). A crash between 5 and 6 leaves a
 ``done`` row: the file is then moved as a duplicate. A failure moves the file to failed/ with
 ``<name>.reason.txt``; the row says ``failed`` with the reason (dropping the same bytes again
-tries again).
+tries again). When the store is full (``store.min_free_percent``), the file stays where it
+is and is taken again once it has been quiet again, as a peer's C-STORE is refused then.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from ..convert.runner import ConversionError, convert_file, converter_python
 from ..db import ConvertedFile, Slide, SlideState, record_event
 from ..db.enums import ConvertedFileState
 from ..db.types import utcnow
-from ..errors import UniTumourError
+from ..errors import StoreFullError, UniTumourError
 from ..runtime import Runtime
 from .events import WatchEvent
 from .folder import DONE, FAILED, candidates, move_original
@@ -63,7 +64,7 @@ class FileOutcome:
     """What became of one dropped file."""
 
     source: str
-    state: str  # done, duplicate, failed
+    state: str  # done, duplicate, failed, deferred (the store is full: taken again later)
     sha256: str
     reason: str | None = None
     series_instance_uid: str | None = None
@@ -173,6 +174,9 @@ class WatchService:
             return self._duplicate(path, sha256)
         try:
             outcome = self._convert_and_admit(path, sha256, row.first_seen_at)
+        except StoreFullError as exc:  # not the file's fault: it stays, and is taken again
+            log.warning("%s waits: %s", name, exc)
+            return FileOutcome(name, "deferred", sha256, reason=str(exc))
         except (ConversionError, IdentityError, UniTumourError, OSError) as exc:
             return self._fail(path, sha256, str(exc))
         outcome.moved_to = move_original(path, self.folder, DONE, tag=sha256[:8], reason=None)
