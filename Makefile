@@ -4,10 +4,13 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The vendor-file converter's own environment (requirements-convert.txt): wsidicomizer pins an
+# older wsidicom than the core, so it runs there as a subprocess (unitumour_dicom/convert).
+CONVERT_VENV := .venv-convert
 # CPU build of PyTorch; an unpinned torch would pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: all venv system-deps viewer demo test lint format clean-venv
+.PHONY: all venv venv-convert system-deps viewer demo test lint format clean-venv
 
 all: test
 
@@ -20,7 +23,16 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-venv: $(VENV)/.installed
+$(CONVERT_VENV)/.installed: requirements-convert.txt
+	rm -rf $(CONVERT_VENV)
+	$(PYTHON) -m venv $(CONVERT_VENV)
+	$(CONVERT_VENV)/bin/pip install -q --upgrade pip
+	$(CONVERT_VENV)/bin/pip install -q -r requirements-convert.txt
+	touch $@
+
+venv-convert: $(CONVERT_VENV)/.installed
+
+venv: $(VENV)/.installed $(CONVERT_VENV)/.installed
 
 # DICOM peers and validator, browser: Debian packages. Installs only what is missing.
 system-deps:
@@ -48,4 +60,4 @@ format: venv
 	$(BIN)/ruff check --fix .
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(CONVERT_VENV)

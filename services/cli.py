@@ -10,6 +10,7 @@ from unitumour_dicom.cli import app
 from .demo import demo_command
 from .listener import listener_command
 from .serve import serve_command
+from .watch import watch_command
 from .web.command import web_app
 from .worker import worker_command
 
@@ -17,6 +18,7 @@ app.command("listener")(listener_command)
 app.add_typer(web_app, name="web")
 app.command("worker")(worker_command)
 app.command("serve")(serve_command)
+app.command("watch")(watch_command)
 app.command("demo")(demo_command)
 
 

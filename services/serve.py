@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # imported where used: `unitumour --help` needs no jobs or se
 
 log = logging.getLogger(__name__)
 
-ROLES = ("listener", "web")
+ROLES = ("listener", "web", "watch")
 
 
 def web_available() -> bool:
@@ -47,6 +47,8 @@ def serve_specs(settings: Settings, *, prefix: list[str], web: bool) -> list[Chi
 
     specs = [ChildSpec(name="listener", argv=[*prefix, "serve", "--role", "listener"])]
     specs += worker_specs(settings, cli_prefix=prefix)
+    if settings.watch.folder is not None:  # the watched folder: a process of its own
+        specs.append(ChildSpec(name="watch", argv=[*prefix, "serve", "--role", "watch"]))
     if web:
         specs.append(ChildSpec(name="web", argv=[*prefix, "serve", "--role", "web"]))
     return specs
@@ -60,6 +62,11 @@ def run_role(settings: Settings, role: str) -> None:
 
         configure_logging(settings)
         run_listener(settings, on_jobs_created=dispatcher)
+        return
+    if role == "watch":
+        from .watch import run_watch
+
+        run_watch(settings, on_jobs_created=dispatcher)
         return
     if role == "web":
         import uvicorn
@@ -86,7 +93,7 @@ def run_role(settings: Settings, role: str) -> None:
 def serve_command(
     web: Annotated[bool, typer.Option("--web/--no-web", help="Run the web app too.")] = True,
     role: Annotated[
-        str | None, typer.Option("--role", hidden=True, help="Run one part (listener, web).")
+        str | None, typer.Option("--role", hidden=True, help="Run one part (listener, web, watch).")
     ] = None,
 ) -> None:
     """Run listener, workers and web app on this machine until Ctrl-C or SIGTERM."""
@@ -116,6 +123,11 @@ def serve_command(
         + (
             f"  web app         http://{settings.web.host}:{settings.web.port}/\n"
             if with_web
+            else ""
+        )
+        + (
+            f"  watched folder  {settings.watch.folder}\n"
+            if settings.watch.folder is not None
             else ""
         )
         + "Ctrl-C stops (running jobs finish first).",

@@ -11,6 +11,7 @@ import typer
 from .. import __version__
 from .common import setup_logging, state
 from .config_cmd import config_app
+from .convert_cmd import convert_command
 from .db_cmd import db_app
 from .deliveries_cmd import deliveries_app
 from .destinations_cmd import destinations_app
@@ -39,6 +40,7 @@ app.command("synth")(synth)
 app.add_typer(users_app, name="users")
 app.add_typer(retention_app, name="retention")
 app.command("process")(process)
+app.command("convert")(convert_command)
 
 
 def _version(value: bool) -> None:

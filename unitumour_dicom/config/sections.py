@@ -513,3 +513,90 @@ class RetentionSettings(Section):
             "purged unless --older-than is given."
         ),
     )
+
+
+#: Vendor formats the watched folder takes by default (by how the file name ends): those
+#: wsidicomizer reads from one file. MIRAX (.mrxs) is a file and a folder, so it is left out.
+DEFAULT_WATCH_SUFFIXES = [".svs", ".ndpi", ".tif", ".tiff", ".scn", ".bif", ".vms", ".svslide"]
+
+
+class WatchSettings(Section):
+    """The watched folder: scanners that write vendor files drop them there; each is converted
+    to DICOM VL WSI (wsidicomizer, in its own environment) and admitted like a C-STORE."""
+
+    folder: Path | None = Field(
+        default=None,
+        description=(
+            "Folder where scanners drop vendor files (SVS, NDPI, Philips TIFF, OME-TIFF...). "
+            "Unset: no watched folder. Originals move to done/ or failed/ inside it."
+        ),
+    )
+    quiet_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A file is taken once its size and mtime stay unchanged this long.",
+    )
+    scan_interval_s: float = Field(
+        default=2.0, gt=0, description="How often the folder is looked at."
+    )
+    suffixes: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_WATCH_SUFFIXES),
+        description="File-name endings that are taken (case-insensitive); others are left.",
+    )
+    filename_pattern: str | None = Field(
+        default=None,
+        description=(
+            "Regular expression matched against the file name without its extension when no "
+            "sidecar is beside it; named groups are DICOM keywords, e.g. "
+            "'(?P<AccessionNumber>[A-Z0-9]+)_(?P<ContainerIdentifier>.+)'."
+        ),
+    )
+    converter_python: Path | None = Field(
+        default=None,
+        description=(
+            "Python of the converter's environment (with wsidicomizer). Default: "
+            ".venv-convert/bin/python beside the repository ('make venv-convert')."
+        ),
+    )
+    timeout_s: float = Field(
+        default=3600.0, gt=0, description="Longest one conversion may run before it is stopped."
+    )
+    max_output_bytes: int = Field(
+        default=65536, ge=1024, description="Converter output kept (the tail) for the reason."
+    )
+    tile_size: int = Field(
+        default=512,
+        ge=64,
+        le=4096,
+        description="Tile size where tiles are re-encoded (NDPI, OpenSlide formats).",
+    )
+    workers: int = Field(default=2, ge=1, le=32, description="Converter threads per file.")
+    source_name: str = Field(
+        default="WATCHFOLDER",
+        description=(
+            "Recorded as the slides' source (as a calling AE title is): a listener.callers "
+            "entry with this ae_title routes their results to its destinations."
+        ),
+    )
+
+    _name = field_validator("source_name")(_check_ae_title)
+
+    @field_validator("suffixes")
+    @classmethod
+    def _check_suffixes(cls, value: list[str]) -> list[str]:
+        out = [s.lower() if s.startswith(".") else f".{s.lower()}" for s in value]
+        if not out:
+            raise ValueError("give at least one suffix")
+        return out
+
+    @field_validator("filename_pattern")
+    @classmethod
+    def _check_pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            from ..convert.identity import IdentityError, check_pattern
+
+            try:
+                check_pattern(value)
+            except IdentityError as exc:
+                raise ValueError(str(exc)) from exc
+        return value

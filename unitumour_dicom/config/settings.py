@@ -32,6 +32,7 @@ from .sections import (
     RetentionSettings,
     SegSettings,
     StoreSettings,
+    WatchSettings,
     WebSettings,
     WorkerSettings,
 )
@@ -76,6 +77,7 @@ class Settings(BaseSettings):
     web: WebSettings = Field(default_factory=WebSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    watch: WatchSettings = Field(default_factory=WatchSettings)
 
     @classmethod
     def settings_customise_sources(

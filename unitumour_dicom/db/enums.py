@@ -56,3 +56,9 @@ class UserRole(StrEnum):
 _FINISHED_JOB_STATES = frozenset(
     {JobState.SUCCEEDED, JobState.FAILED, JobState.SUPERSEDED, JobState.CANCELLED}
 )
+
+
+class ConvertedFileState(StrEnum):
+    CONVERTING = "converting"  # taken; converting or admitting (a crash leaves it here: retried)
+    DONE = "done"  # converted and admitted; the original is in done/
+    FAILED = "failed"  # not convertible; the original is in failed/ with the reason

@@ -340,6 +340,29 @@ class LoginThrottle(Base):
     last_failure_at: Mapped[datetime | None]
 
 
+class ConvertedFile(Base):
+    """One vendor file taken from the watched folder, by the digest of its bytes: the same
+    bytes are converted once, however often they are dropped; a row left "converting" by a
+    crash is taken again (the conversion is deterministic: same UIDs)."""
+
+    __tablename__ = "converted_files"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    source_name: Mapped[str] = mapped_column(String(512))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    identity_source: Mapped[str | None] = mapped_column(String(128))
+    study_instance_uid: Mapped[str | None] = mapped_column(UID)
+    series_instance_uid: Mapped[str | None] = mapped_column(UID, index=True)
+    slide_id: Mapped[int | None] = mapped_column(ForeignKey("slides.id"), index=True)
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
 @event.listens_for(Session, "before_flush")
 def _audit_is_append_only(session: Session, flush_context: Any, instances: Any) -> None:
     for obj in list(session.dirty) + list(session.deleted):

@@ -62,7 +62,9 @@ def _dicom_files(folder: Path) -> Iterator[Path]:
             yield path
 
 
-def _admit_file(path: Path, runtime: Runtime, admitter, limits, classes):  # type: ignore[no-untyped-def]
+def _admit_file(path: Path, runtime: Runtime, admitter, limits, classes, *, sender=None):  # type: ignore[no-untyped-def]
+    """Admit one DICOM file as the listener admits a received instance; ``sender`` (default:
+    the local folder, with the listener's quiet time) is who the audit and the slide name."""
     from ..ingest import ReceivedFile, Sender, validate_instance
     from ..ingest.header import read_instance_header
 
@@ -88,7 +90,7 @@ def _admit_file(path: Path, runtime: Runtime, admitter, limits, classes):  # typ
         return admitter.admit(
             ReceivedFile(spooled, digest.hexdigest(), spooled.stat().st_size),
             summary,
-            Sender(None, LOCAL_SOURCE, runtime.settings.listener.quiet_seconds),
+            sender or Sender(None, LOCAL_SOURCE, runtime.settings.listener.quiet_seconds),
         )
     finally:
         spooled.unlink(missing_ok=True)  # admitted files were moved away; refused ones go
