@@ -21,11 +21,13 @@ all: test
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# The lock first (all dependencies, by hash, wheels only), then this package alone, built with
-# the lock's setuptools (no build isolation: nothing unpinned is fetched to build it).
-$(VENV)/.installed: $(LOCK) pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q --require-hashes --only-binary :all: \
-		--find-links $(TORCH_CPU_WHEELS) -r $(LOCK)
+# torch alone first (its entry of the lock, so that pip reads TORCH_CPU_WHEELS for torch only),
+# then the whole lock (all dependencies, by hash, wheels only), then this package alone, built
+# with the lock's setuptools (no build isolation: nothing unpinned is fetched to build it).
+$(VENV)/.installed: $(LOCK) requirements/torch-cpu.txt pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --require-hashes --only-binary :all: --no-deps \
+		--find-links $(TORCH_CPU_WHEELS) -r requirements/torch-cpu.txt
+	$(BIN)/python -m pip install -q --require-hashes --only-binary :all: -r $(LOCK)
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	$(BIN)/python -m pip check
 	touch $@

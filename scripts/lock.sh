@@ -4,6 +4,7 @@
 #   requirements/dev-cpu.txt       runtime + test extra, torch CPU build  make venv (test, demo, CI)
 #   requirements/runtime-cpu.txt   runtime, torch CPU build               deploy/docker/Dockerfile.cpu
 #   requirements/runtime-cuda.txt  runtime, torch CUDA build (PyPI)       deploy/docker/Dockerfile.cuda
+#   requirements/torch-{cpu,cuda}.txt  torch's entry alone of each flavour: installed first
 #   requirements/tools.txt         the lock generator (uv), for this script only
 #
 # pyproject.toml keeps the compatible ranges; the locks are one exact, tested set for Linux
@@ -57,4 +58,16 @@ compile pyproject.toml requirements/cpu.in -c "$WORK/dev-pins.txt" \
 compile pyproject.toml requirements/cuda.in -c "$WORK/dev-pins.txt" \
     -o requirements/runtime-cuda.txt
 
-echo "locks written: requirements/{dev-cpu,runtime-cpu,runtime-cuda,tools}.txt"
+# torch's entry alone (pin and sha256s), installed first with --no-deps: pip then looks up the
+# torch wheel page (TORCH_CPU_WHEELS) for torch only; given with the whole lock, pip would fetch
+# that page once for every package in it.
+torch_entry() {
+    {
+        echo "# torch from $1 alone (make lock): installed first, then the whole lock."
+        awk '/^torch==/ { p = 1 } p { print; if ($0 !~ /\\$/) exit }' "$1"
+    } >"$2"
+}
+torch_entry requirements/runtime-cpu.txt requirements/torch-cpu.txt
+torch_entry requirements/runtime-cuda.txt requirements/torch-cuda.txt
+
+echo "locks written: requirements/{dev-cpu,runtime-cpu,runtime-cuda,torch-cpu,torch-cuda,tools}.txt"

@@ -120,6 +120,14 @@ def test_the_package_builds_from_the_lock() -> None:
         assert version >= Version("70.1")  # builds wheels without the `wheel` package
 
 
+@pytest.mark.parametrize("flavour", ["cpu", "cuda"])
+def test_torch_alone_is_the_locks_torch_entry(flavour: str) -> None:
+    """requirements/torch-*.txt (installed first) is the lock's torch, same hashes."""
+    alone = read_lock(f"torch-{flavour}.txt")
+    assert list(alone) == ["torch"]
+    assert alone["torch"] == read_lock(f"runtime-{flavour}.txt")["torch"]
+
+
 def test_lock_inputs_name_the_locked_torch() -> None:
     for source, lock in (("cpu.in", "runtime-cpu.txt"), ("cuda.in", "runtime-cuda.txt")):
         lines = (REQUIREMENTS / source).read_text().splitlines()
@@ -130,8 +138,12 @@ def test_lock_inputs_name_the_locked_torch() -> None:
 def test_make_venv_installs_the_dev_lock_by_hash() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert "LOCK := requirements/dev-cpu.txt" in makefile
-    install = re.search(
-        r"pip install [^\n]*--require-hashes[^\n]*\\\n[^\n]*-r \$\(LOCK\)", makefile
+    torch_first = re.search(
+        r"pip install [^\n]*--require-hashes[^\n]*--no-deps \\\n"
+        r"\s*--find-links \$\(TORCH_CPU_WHEELS\) -r requirements/torch-cpu.txt\n",
+        makefile,
     )
-    assert install, "make venv installs the lock with --require-hashes"
+    assert torch_first, "make venv installs torch alone first, by hash"
+    lock = "pip install -q --require-hashes --only-binary :all: -r $(LOCK)\n"
+    assert lock in makefile[torch_first.end() :]
     assert "pip install -q --no-deps --no-build-isolation -e ." in makefile

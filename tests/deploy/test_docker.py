@@ -117,15 +117,22 @@ def test_each_image_installs_its_lock_by_hash_then_the_package_alone() -> None:
     # the CPU torch wheel is not on PyPI: found through PyTorch's CPU index page (or a mirror)
     assert _args("Dockerfile.cpu")["TORCH_FIND_LINKS"].endswith("/whl/cpu/torch/")
     assert _args("Dockerfile.cuda")["TORCH_FIND_LINKS"] == ""
+    assert _args("Dockerfile.cpu")["TORCH_LOCK"] == "requirements/torch-cpu.txt"
+    assert _args("Dockerfile.cuda")["TORCH_LOCK"] == "requirements/torch-cuda.txt"
     for name in DOCKERFILES:
         assert (REPO / _args(name)["LOCK"]).is_file()
+        assert (REPO / _args(name)["TORCH_LOCK"]).is_file()
         runs = [args for word, args in instructions(name) if word == "RUN"]
         (lock_run,) = [r for r in runs if '-r "$LOCK"' in r]
-        assert "--require-hashes" in lock_run and "--only-binary :all:" in lock_run
+        torch_first, rest = lock_run.split(" && ")
+        assert '--no-deps ${TORCH_FIND_LINKS:+--find-links "$TORCH_FIND_LINKS"}' in torch_first
+        assert torch_first.endswith('-r "$TORCH_LOCK"')
+        for step in (torch_first, rest):
+            assert "--require-hashes --only-binary :all:" in step
         (package_run,) = [r for r in runs if "pip install --no-deps --no-build-isolation ." in r]
         assert runs.index(lock_run) < runs.index(package_run)
         # no other pip install: nothing reaches the image around the lock
-        assert sum(r.count("pip install") for r in runs) == 2
+        assert sum(r.count("pip install") for r in runs) == 3
 
 
 def test_only_the_cuda_image_installs_cuda() -> None:
@@ -144,6 +151,7 @@ def test_only_the_cuda_image_installs_cuda() -> None:
         Path("deploy/docker/Dockerfile.cuda"),
         Path("requirements/cuda.in"),
         Path("requirements/runtime-cuda.txt"),
+        Path("requirements/torch-cuda.txt"),
         Path("scripts/lock.sh"),  # writes it
     }
 
