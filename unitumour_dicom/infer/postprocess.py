@@ -63,7 +63,7 @@ def tumour_mask(
         raise ValueError(f"probability must be uint8 (255 p), not {probability.dtype}")
     cut = probability_cut(params.threshold)
     mask = np.empty(probability.shape, bool)
-    bands = _in_bands(mask.shape)
+    bands = _in_bands(probability.shape)
     step = bands.step
 
     def limit_to_tissue() -> None:

@@ -62,7 +62,7 @@ def _dicom_files(folder: Path) -> Iterator[Path]:
             yield path
 
 
-def _admit_file(path: Path, runtime: Runtime, admitter, limits, classes):  # type: ignore[no-untyped-def]
+def _admit_file(path: Path, runtime: Runtime, admitter, limits, classes):
     from ..ingest import ReceivedFile, Sender, validate_instance
     from ..ingest.header import read_instance_header
 
