@@ -37,7 +37,8 @@ venv: $(VENV)/.installed
 # Regenerate the locks in requirements/ (needs PyPI and TORCH_CPU_WHEELS); UPGRADE=1 to move
 # every pin to the newest release that pyproject.toml allows. uv runs from build/lock-tools.
 lock:
-	PYTHON=$(PYTHON) TORCH_CPU_WHEELS=$(TORCH_CPU_WHEELS) UPGRADE=$(UPGRADE) bash scripts/lock.sh
+	PYTHON=$(PYTHON) TORCH_CPU_WHEELS=$(TORCH_CPU_WHEELS) TORCH_CUDA_WHEELS=$(TORCH_CUDA_WHEELS) \
+		UPGRADE=$(UPGRADE) bash scripts/lock.sh
 
 # DICOM peers and validator, browser: Debian packages. Installs only what is missing.
 system-deps:

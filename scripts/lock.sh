@@ -12,6 +12,8 @@
 # Every package comes from PyPI (INDEX_URL) except the CPU build of torch (requirements/cpu.in:
 # torch==2.13.0+cpu), which only PyTorch's CPU wheel index has: TORCH_CPU_WHEELS is a page or a
 # directory that lists that wheel (a local mirror holding the same file gives the same sha256).
+# The CUDA lock takes PyPI's torch (its CUDA 13.0 build); for another CUDA build, name it in
+# requirements/cuda.in and give the page of PyTorch's index that lists it as TORCH_CUDA_WHEELS.
 # The runtime locks take every version they share with dev-cpu.txt from it, so that the images
 # run what the tests ran. Existing pins are kept; UPGRADE=1 moves each package to the newest
 # release that its range allows (then run the tests).
@@ -24,6 +26,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 INDEX_URL=${INDEX_URL:-https://pypi.org/simple}
 TORCH_CPU_WHEELS=${TORCH_CPU_WHEELS:-https://download.pytorch.org/whl/cpu/torch/}
+TORCH_CUDA_WHEELS=${TORCH_CUDA_WHEELS:-}
 TOOLS=build/lock-tools
 WORK=build/lock
 
@@ -56,7 +59,7 @@ sed -n 's/^\([A-Za-z0-9._-]*==[^ ]*\).*/\1/p' requirements/dev-cpu.txt \
 compile pyproject.toml requirements/cpu.in -c "$WORK/dev-pins.txt" \
     --find-links "$TORCH_CPU_WHEELS" -o requirements/runtime-cpu.txt
 compile pyproject.toml requirements/cuda.in -c "$WORK/dev-pins.txt" \
-    -o requirements/runtime-cuda.txt
+    ${TORCH_CUDA_WHEELS:+--find-links "$TORCH_CUDA_WHEELS"} -o requirements/runtime-cuda.txt
 
 # torch's entry alone (pin and sha256s), installed first with --no-deps: pip then looks up the
 # torch wheel page (TORCH_CPU_WHEELS) for torch only; given with the whole lock, pip would fetch
