@@ -17,10 +17,10 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from .db import LoginSession, User, record_event
+from .db import LoginSession, User, record_event, rowcount
 
 #: Random bytes in a session token (256 bits, url-safe base64 in the cookie).
 TOKEN_BYTES = 32
@@ -125,7 +125,7 @@ def find_session(
     return row
 
 
-def _open(now: datetime) -> tuple[object, ...]:
+def _open(now: datetime) -> tuple[ColumnElement[bool], ...]:
     return (LoginSession.ended_at.is_(None), LoginSession.expires_at > now)
 
 
@@ -161,7 +161,7 @@ def end_session(
         .where(LoginSession.id == session_id, *_open(now))
         .values(ended_at=now, end_reason=reason.value)
     )
-    if ended.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(ended) != 1:
         return None
     row = session.get(LoginSession, session_id)
     assert row is not None
@@ -194,7 +194,7 @@ def end_user_sessions(
         .values(ended_at=now, end_reason=reason.value)
         .execution_options(synchronize_session=False)
     )
-    count = int(ended.rowcount)  # type: ignore[attr-defined]
+    count = rowcount(ended)
     if count == 0 and reason is not EndReason.ADMIN:
         return 0
     record_event(
@@ -216,7 +216,7 @@ def purge_sessions(*, session: Session, now: datetime | None = None) -> int:
         .where(LoginSession.expires_at <= _now(now))
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 __all__ = [

@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from .config.sections import WebSettings
-from .db import LoginThrottle, User, record_event
+from .db import LoginThrottle, User, record_event, rowcount
 from .login_sessions import purge_sessions, start_session
 from .runtime import Runtime
 from .users import authenticate
@@ -62,10 +62,15 @@ def _throttle_key(username: str) -> str:
 
 def _insert_ignore(session: Session, key: str) -> None:
     dialect = session.get_bind().dialect.name
-    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(dialect)
-    if insert is None:
+    # One branch per dialect: each insert() has its own on_conflict_do_nothing().
+    if dialect == "sqlite":
+        stmt = sqlite.insert(LoginThrottle).values(username=key, failures=0)
+        session.execute(stmt.on_conflict_do_nothing())
+    elif dialect == "postgresql":
+        pg_stmt = postgresql.insert(LoginThrottle).values(username=key, failures=0)
+        session.execute(pg_stmt.on_conflict_do_nothing())
+    else:
         raise NotImplementedError(f"log-in throttling needs SQLite or PostgreSQL, not {dialect}")
-    session.execute(insert(LoginThrottle).values(username=key, failures=0).on_conflict_do_nothing())
 
 
 def reserve_attempt(
@@ -89,7 +94,7 @@ def reserve_attempt(
         .where(LoginThrottle.username == key, LoginThrottle.failures < limits.max_failures)
         .values(failures=LoginThrottle.failures + 1, last_failure_at=now)
     )
-    return bool(reserved.rowcount == 1)  # type: ignore[attr-defined]
+    return rowcount(reserved) == 1
 
 
 def clear_failures(*, session: Session, username: str) -> None:
@@ -109,7 +114,7 @@ def purge_throttles(*, session: Session, limits: LoginLimits, now: datetime | No
         .where(LoginThrottle.last_failure_at <= cutoff)
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 def log_in(

@@ -46,6 +46,7 @@ from .db import (
     Slide,
     SlideState,
     record_event,
+    rowcount,
 )
 from .db.types import utcnow
 from .errors import StoreError, UniTumourError
@@ -200,16 +201,18 @@ def _purge_rows(
         # Compare-and-set on what was just judged. On SQLite this write takes the database's
         # write lock, so the second look below reads the newest committed state and nothing
         # changes it until we commit; on PostgreSQL the row lock above does that.
-        claimed = session.execute(
-            update(Slide)
-            .where(
-                Slide.id == slide_id,
-                Slide.state == SlideState.SETTLED,
-                Slide.last_received_at == seen_last,
+        claimed = rowcount(
+            session.execute(
+                update(Slide)
+                .where(
+                    Slide.id == slide_id,
+                    Slide.state == SlideState.SETTLED,
+                    Slide.last_received_at == seen_last,
+                )
+                .values(state=SlideState.PURGED)
+                .execution_options(synchronize_session=False)
             )
-            .values(state=SlideState.PURGED)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        )
         if claimed != 1:
             session.rollback()
             return None, SlideKept(slide_id, series_uid, "changed meanwhile"), []

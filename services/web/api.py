@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
@@ -12,10 +12,10 @@ from .deps import ApiAdmin, ApiUser, ApiUserCsrf, Ctx, Db, Id
 from .pages import attempt_login, filters_from_query, log_out, overlay_response
 from .security import request_session
 
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": schemas.ErrorOut, "description": "Not logged in."},
 }
-_ADMIN_ERRORS = {
+_ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
     **_ERRORS,
     403: {"model": schemas.ErrorOut, "description": "Not an admin, or no CSRF token."},
     404: {"model": schemas.ErrorOut, "description": "No such object."},
@@ -96,9 +96,9 @@ def list_cases(
         )  # fmt: skip
     except ValueError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
-    page = cases.list_cases(db, filters)
-    audit_access(request, db, user, case_list_target(page, "the case list (API)"))
-    return page
+    listing = cases.list_cases(db, filters)
+    audit_access(request, db, user, case_list_target(listing, "the case list (API)"))
+    return listing
 
 
 @router.get(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import mimetypes
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from urllib.parse import quote
 
@@ -221,7 +221,7 @@ def create_app(
         return _error(request, exc.status_code, str(exc.detail), exc.headers)
 
     def _error(
-        request: Request, code: int, detail: str, headers: dict[str, str] | None = None
+        request: Request, code: int, detail: str, headers: Mapping[str, str] | None = None
     ) -> Response:
         wants_html = "text/html" in request.headers.get("accept", "") and not (
             request.url.path.startswith(("/api/", "/dicomweb"))

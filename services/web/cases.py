@@ -70,7 +70,7 @@ def _latest_jobs() -> Any:
     return select(Job.slide_id, func.max(Job.id).label("job_id")).group_by(Job.slide_id).subquery()
 
 
-def _case_query(filters: CaseFilters) -> Select[Any]:
+def _case_query(filters: CaseFilters) -> Select[*tuple[Any, ...]]:
     latest = _latest_jobs()
     case_state = func.coalesce(Job.state, Slide.state)
     stmt = (

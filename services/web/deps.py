@@ -52,7 +52,8 @@ class LoginRequired(Exception):  # noqa: N818 (a control-flow signal, not an err
 
 
 def get_ctx(request: Request) -> WebContext:
-    return request.app.state.ctx  # type: ignore[no-any-return]
+    ctx: WebContext = request.app.state.ctx
+    return ctx
 
 
 Ctx = Annotated[WebContext, Depends(get_ctx)]
@@ -72,9 +73,9 @@ cookie_scheme = APIKeyCookie(name=COOKIE_NAME, auto_error=False, description="Se
 def optional_user(request: Request, ctx: Ctx) -> AuthUser | None:
     """The user of the request's server-side session, if that session is still open (not
     ended, not expired, its user active): the database decides, not the cookie."""
-    cached = getattr(request.state, "auth_user", False)
-    if cached is not False:
-        return cached  # type: ignore[no-any-return]
+    if hasattr(request.state, "auth_user"):  # looked up once per request
+        cached: AuthUser | None = request.state.auth_user
+        return cached
     user = None
     if request.cookies.get(COOKIE_NAME):
         session = request_session(request)

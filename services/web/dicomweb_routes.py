@@ -30,8 +30,8 @@ UIDPath = Annotated[
 Accept = Annotated[str | None, Header(description="Media types, as PS3.18 8.7 negotiates.")]
 
 _JSON = {"application/dicom+json": {"schema": {"type": "array", "items": {"type": "object"}}}}
-_MULTIPART = {'multipart/related; type="application/dicom"': {}}
-_FRAMES = {'multipart/related; type="application/octet-stream"': {}}
+_MULTIPART: dict[str, dict[str, Any]] = {'multipart/related; type="application/dicom"': {}}
+_FRAMES: dict[str, dict[str, Any]] = {'multipart/related; type="application/octet-stream"': {}}
 _COMMON = {
     401: {"model": schemas.ErrorOut, "description": "Not logged in."},
     400: {"model": schemas.ErrorOut, "description": "Malformed UID, query or frame list."},

@@ -167,8 +167,8 @@ class ServiceCollector(Collector):
         yield g
         yield self.stages.family()
         d = GaugeMetricFamily("unitumour_deliveries", "Deliveries by state.", labels=["state"])
-        for state in sorted(set(deliveries) | {"pending", "sending", "delivered", "failed"}):
-            d.add_metric([state], deliveries.get(state, 0))
+        for name in sorted(set(deliveries) | {"pending", "sending", "delivered", "failed"}):
+            d.add_metric([name], deliveries.get(name, 0))
         yield d
         yield CounterMetricFamily(
             "unitumour_delivery_attempts_failed",
@@ -178,8 +178,8 @@ class ServiceCollector(Collector):
         a = GaugeMetricFamily(
             "unitumour_associations", "DICOM associations by outcome.", labels=["state"]
         )
-        for state, n in sorted(associations.items()):
-            a.add_metric([state], n)
+        for name, n in sorted(associations.items()):
+            a.add_metric([name], n)
         yield a
         store = GaugeMetricFamily(
             "unitumour_store_free_ratio", "Free fraction of the store's file system."

@@ -97,7 +97,9 @@ class SessionCodec:
         if not token or len(token) > 4096:
             return None
         try:
-            data = self._serializer.loads(token, max_age=self.max_age_s)
+            # itsdangerous takes whole seconds; its token ages are whole seconds, so for them
+            # age > max_age_s exactly when age > int(max_age_s).
+            data = self._serializer.loads(token, max_age=int(self.max_age_s))
         except (BadSignature, SignatureExpired):
             return None
         if not isinstance(data, dict) or not isinstance(data.get("c"), str):

@@ -8,7 +8,7 @@ calls; every end is audited with the admin as actor.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Path, Query, Request, status
 from fastapi.responses import RedirectResponse, Response
@@ -27,7 +27,7 @@ router = APIRouter(tags=["sessions"])
 Username = Annotated[
     str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
 ]
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Not logged in."},
     403: {"description": "Not an admin, or no CSRF token."},
     404: {"description": "No such open session, or no such user."},

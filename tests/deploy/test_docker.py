@@ -2,8 +2,8 @@
 
 No Docker engine runs here, so the tests read the Dockerfiles: every file they copy exists and
 is not excluded by the build's ignore file, every ``unitumour`` command they run exists,
-every setting they set exists, and torch comes from the CPU index in the CPU image and from a
-CUDA index only in the CUDA image.
+every setting they set exists, and each image installs its own hash-pinned lock: torch's CPU
+build in the CPU image, a CUDA build only in the CUDA image (tests/test_lock.py checks the locks).
 """
 
 from __future__ import annotations
@@ -102,36 +102,58 @@ def test_ports_are_the_default_ports() -> None:
         ]
 
 
-def _torch_index(name: str) -> str:
+def _args(name: str) -> dict[str, str]:
     args = {}
     for word, rest in instructions(name):
         if word == "ARG" and "=" in rest:
             key, _, value = rest.partition("=")
             args[key] = value
-    index = args["TORCH_INDEX_URL"]
-    return re.sub(r"\$\{(\w+)\}", lambda m: args[m[1]], index)
+    return args
 
 
-def test_torch_comes_from_the_right_index() -> None:
-    assert _torch_index("Dockerfile.cpu").endswith("/whl/cpu")
-    assert re.search(r"/whl/cu1[0-9]{2}$", _torch_index("Dockerfile.cuda"))
+def test_each_image_installs_its_lock_by_hash_then_the_package_alone() -> None:
+    assert _args("Dockerfile.cpu")["LOCK"] == "requirements/runtime-cpu.txt"
+    assert _args("Dockerfile.cuda")["LOCK"] == "requirements/runtime-cuda.txt"
+    # the CPU torch wheel is not on PyPI: found through PyTorch's CPU index page (or a mirror)
+    assert _args("Dockerfile.cpu")["TORCH_FIND_LINKS"].endswith("/whl/cpu/torch/")
+    assert _args("Dockerfile.cuda")["TORCH_FIND_LINKS"] == ""
+    assert _args("Dockerfile.cpu")["TORCH_LOCK"] == "requirements/torch-cpu.txt"
+    assert _args("Dockerfile.cuda")["TORCH_LOCK"] == "requirements/torch-cuda.txt"
     for name in DOCKERFILES:
-        runs = " ".join(args for word, args in instructions(name) if word == "RUN")
-        assert '--index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"' in runs
-        # installing the package afterwards keeps that torch (the range in pyproject allows it)
-        assert runs.index("TORCH_INDEX_URL") < runs.index("pip install .")
+        assert (REPO / _args(name)["LOCK"]).is_file()
+        assert (REPO / _args(name)["TORCH_LOCK"]).is_file()
+        runs = [args for word, args in instructions(name) if word == "RUN"]
+        (lock_run,) = [r for r in runs if '-r "$LOCK"' in r]
+        torch_first, rest = lock_run.split(" && ")
+        assert '--no-deps ${TORCH_FIND_LINKS:+--find-links "$TORCH_FIND_LINKS"}' in torch_first
+        assert torch_first.endswith('-r "$TORCH_LOCK"')
+        for step in (torch_first, rest):
+            assert "--require-hashes --only-binary :all:" in step
+        (package_run,) = [r for r in runs if "pip install --no-deps --no-build-isolation ." in r]
+        assert runs.index(lock_run) < runs.index(package_run)
+        # no other pip install: nothing reaches the image around the lock
+        assert sum(r.count("pip install") for r in runs) == 3
 
 
-def test_only_the_cuda_image_installs_from_a_cuda_index() -> None:
-    cuda_index = re.compile(r"whl/cu[0-9]|whl/\$\{TORCH_CUDA\}")
+def test_only_the_cuda_image_installs_cuda() -> None:
+    """CUDA libraries (a CUDA wheel index, nvidia-* wheels, the CUDA lock) reach only the CUDA
+    image: the Makefile, the CPU image and the CPU locks name none of them."""
+    cuda = re.compile(r"whl/cu[0-9]|whl/\$\{TORCH_CUDA\}|runtime-cuda|^nvidia-", re.MULTILINE)
     install_files = [
         *(p for p in DEPLOY.rglob("*") if p.is_file()),
         REPO / "Makefile",
         REPO / "pyproject.toml",
         *(REPO / "scripts").glob("*"),
+        *(REPO / "requirements").glob("*"),
     ]
-    hits = [p.relative_to(REPO) for p in install_files if cuda_index.search(p.read_text())]
-    assert hits == [Path("deploy/docker/Dockerfile.cuda")]
+    hits = {p.relative_to(REPO) for p in install_files if cuda.search(p.read_text())}
+    assert hits == {
+        Path("deploy/docker/Dockerfile.cuda"),
+        Path("requirements/cuda.in"),
+        Path("requirements/runtime-cuda.txt"),
+        Path("requirements/torch-cuda.txt"),
+        Path("scripts/lock.sh"),  # writes it
+    }
 
 
 def test_both_images_install_the_same_way() -> None:

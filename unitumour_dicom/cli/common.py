@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
 
 import typer
 
@@ -81,12 +82,16 @@ def apply_logging_settings(settings: Settings) -> None:
             handler.setFormatter(JsonLogFormatter())
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 
-def run_guarded(func, *args, **kwargs):  # type: ignore[no-untyped-def]
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def run_guarded(func: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
     """Turn our own errors into a one-line message and exit status 2, not a traceback."""
     try:
         return func(*args, **kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 
@@ -29,7 +30,7 @@ def show(
     _print_toml(data)
 
 
-def _print_toml(data: dict, prefix: str = "") -> None:  # type: ignore[type-arg]
+def _print_toml(data: dict[str, Any], prefix: str = "") -> None:
     scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
     tables = {k: v for k, v in data.items() if isinstance(v, dict)}
     if prefix and scalars:

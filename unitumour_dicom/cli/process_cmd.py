@@ -15,6 +15,7 @@ from .common import fail, run_guarded, state
 
 if TYPE_CHECKING:
     from ..pipeline.local import FolderReport
+    from ..pipeline.process import JobOutcome
 
 
 def _check_schema(url: str) -> None:
@@ -73,7 +74,7 @@ def process(
         private_dir(settings.data_dir)
     run_guarded(_check_schema, settings.database_url)
 
-    def show(outcome) -> None:  # type: ignore[no-untyped-def]
+    def show(outcome: JobOutcome) -> None:
         if not as_json:
             typer.echo(f"job {outcome.job_id}: {outcome.message}")
 
@@ -129,10 +130,10 @@ def process(
             typer.echo(f"  slide {series} cannot be processed: {reason}")
         for job_id in report.reused:
             typer.echo(f"job {job_id}: already succeeded; its SEG is copied (use --force to rerun)")
-        for path in report.written:
-            typer.echo(f"wrote {path}")
-        for path in pictures:
-            typer.echo(f"drew {path}")
+        for written in report.written:
+            typer.echo(f"wrote {written}")
+        for picture in pictures:
+            typer.echo(f"drew {picture}")
     succeeded = [o for o in report.outcomes if o.state == JobState.SUCCEEDED]
     if not succeeded and not report.reused:
         fail(f"nothing was processed: {_why_nothing(report, slide_dir)}", code=1)

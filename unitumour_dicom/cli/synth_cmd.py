@@ -161,14 +161,14 @@ def synth(
             mpp=mpp,
             seed=seed,
             n_tumours=tumours,
-            layout=layout.value,  # type: ignore[arg-type]
+            layout=layout.value,
             n_tissue_pieces=tissue_pieces,
             pen_mark=pen_mark,
             glass_edge=glass_edge,
             jpeg_quality=quality,
             label=label,
             overview=overview,
-            dimension_organization=dimension_organization.value,  # type: ignore[arg-type]
+            dimension_organization=dimension_organization.value,
             concatenation_frames=concatenation_frames,
             omit_empty_tiles=omit_empty_tiles,
             omit_optional=omit_optional,
@@ -201,6 +201,7 @@ def synth(
     except (UniTumourError, OSError, ValueError) as exc:
         fail(str(exc))
     elapsed = time.monotonic() - started
+    n_bytes = sum(p.stat().st_size for p in slide.instance_paths)
     summary = {
         "out_dir": str(slide.root),
         "study_uid": slide.study_uid,
@@ -211,14 +212,14 @@ def synth(
         "levels": [[p.name for p in level] for level in slide.level_paths],
         "label": slide.label_path.name if slide.label_path else None,
         "overview": slide.overview_path.name if slide.overview_path else None,
-        "bytes": sum(p.stat().st_size for p in slide.instance_paths),
+        "bytes": n_bytes,
         "seconds": round(elapsed, 2),
     }
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
     typer.echo(
-        f"wrote {len(slide.instance_paths)} instances ({summary['bytes'] / 1e6:.1f} MB) "
+        f"wrote {len(slide.instance_paths)} instances ({n_bytes / 1e6:.1f} MB) "
         f"to {slide.root} in {elapsed:.1f} s"
     )
     typer.echo(f"  study  {slide.study_uid}")

@@ -26,7 +26,7 @@ from .models import (
     Slide,
     User,
 )
-from .session import dispose_engines, get_engine, make_engine, session_scope
+from .session import dispose_engines, get_engine, make_engine, rowcount, session_scope
 
 __all__ = [
     "Association",
@@ -54,5 +54,6 @@ __all__ = [
     "get_engine",
     "make_engine",
     "record_event",
+    "rowcount",
     "session_scope",
 ]

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -15,6 +15,15 @@ from ..permissions import private_sqlite_file
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
+
+
+def rowcount(result: object) -> int:
+    """Rows that an UPDATE or DELETE matched: our compare-and-set test. ``Session.execute`` is
+    typed to return a plain ``Result``, which has no row count; for these statements it returns
+    a ``CursorResult``, which has."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"no row count on a {type(result).__name__}")
+    return result.rowcount
 
 
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:

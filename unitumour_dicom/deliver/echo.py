@@ -21,7 +21,9 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 
 from pynetdicom import AE
-from pynetdicom.sop_class import Verification
+
+# pynetdicom makes its SOP class names at import time, out of its type information's sight.
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from ..config.sections import DestinationSettings
 from .scu import RejectionRecorder, tls_context

@@ -373,7 +373,19 @@ def search_studies(session: Session, query: Query) -> list[StudyRecord]:
         .distinct()
     ):
         modalities.setdefault(study, set()).add(modality)
-    return [StudyRecord(*r, modalities=tuple(sorted(modalities.get(r[0], ())))) for r in rows]
+    return [
+        StudyRecord(
+            uid,
+            pid,
+            name,
+            accession,
+            date,
+            n_series,
+            n_instances,
+            modalities=tuple(sorted(modalities.get(uid, ()))),
+        )
+        for uid, pid, name, accession, date, n_series, n_instances in rows
+    ]
 
 
 def find_instances(

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 import pydicom
@@ -191,7 +192,7 @@ def _tag_le(tag: int) -> int:
     return ((tag & 0xFFFF) << 16) | (tag >> 16)
 
 
-def _scan_fragments(fh, value_offset: int) -> tuple[list[tuple[int, int]], list[int]]:  # type: ignore[no-untyped-def]
+def _scan_fragments(fh: BinaryIO, value_offset: int) -> tuple[list[tuple[int, int]], list[int]]:
     """(offset, length) of every fragment after the Basic Offset Table, and the table."""
     fh.seek(value_offset)
     size = os.fstat(fh.fileno()).st_size
@@ -221,8 +222,8 @@ def _scan_fragments(fh, value_offset: int) -> tuple[list[tuple[int, int]], list[
     return fragments, bot
 
 
-def _group_fragments(  # type: ignore[no-untyped-def]
-    fh,
+def _group_fragments(
+    fh: BinaryIO,
     ds: Dataset,
     ts: str,
     fragments: list[tuple[int, int]],
@@ -357,18 +358,20 @@ def decode_frame(frame: bytes, layout: PixelDataLayout) -> bytes:
         raise PixelDataError(
             f"no decoder available here for transfer syntax {layout.transfer_syntax_uid}"
         )
-    array, _meta = decoder.as_array(
-        encapsulate([frame]),
-        rows=layout.rows,
-        columns=layout.columns,
-        samples_per_pixel=layout.samples_per_pixel,
-        bits_allocated=layout.bits_allocated,
-        bits_stored=layout.bits_stored,
-        pixel_representation=layout.pixel_representation,
-        photometric_interpretation=layout.photometric_interpretation,
-        planar_configuration=layout.planar_configuration,
-        number_of_frames=1,
-    )
+    # pydicom annotates as_array's **kwargs as DecodeOptions (each value one whole TypedDict)
+    # where it means Unpack[DecodeOptions]: given as a plain dict, they pass as they run.
+    options: dict[str, Any] = {
+        "rows": layout.rows,
+        "columns": layout.columns,
+        "samples_per_pixel": layout.samples_per_pixel,
+        "bits_allocated": layout.bits_allocated,
+        "bits_stored": layout.bits_stored,
+        "pixel_representation": layout.pixel_representation,
+        "photometric_interpretation": layout.photometric_interpretation,
+        "planar_configuration": layout.planar_configuration,
+        "number_of_frames": 1,
+    }
+    array, _meta = decoder.as_array(encapsulate([frame]), **options)
     if layout.bits_allocated == 1:
         return np.packbits(array.astype(np.uint8).ravel(), bitorder="little").tobytes()
     dtype = np.dtype(f"<{'i' if layout.pixel_representation else 'u'}{layout.bits_allocated // 8}")

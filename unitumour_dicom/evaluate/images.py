@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -91,7 +91,9 @@ def _windowed(
     h, w = image.shape[:2]
     ny, nx = -(-h // core), -(-w // core)
     pad = ((halo, ny * core - h + halo), (halo, nx * core - w + halo), (0, 0))
-    mode = "reflect" if min(h, w) > max(p for p, _ in pad[:2]) + halo else "edge"
+    mode: Literal["reflect", "edge"] = (
+        "reflect" if min(h, w) > max(p for p, _ in pad[:2]) + halo else "edge"
+    )
     padded = np.pad(image, pad, mode=mode)
     result = np.zeros((ny * core, nx * core), np.float32)
     origins = [(y * core, x * core) for y in range(ny) for x in range(nx)]

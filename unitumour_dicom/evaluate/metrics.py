@@ -59,6 +59,8 @@ def bootstrap_ci(
     if not 0 < confidence < 1:
         raise ValueError("confidence must lie in (0, 1)")
     rng = np.random.default_rng(seed)
+    sums: np.ndarray
+    counts: np.ndarray
     if clusters is None:
         sums, counts = x, np.ones_like(x)
     else:

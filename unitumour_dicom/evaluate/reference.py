@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydicom import Dataset
 
 from ..errors import UniTumourError
 from ..slide.mask import SlideMask
@@ -42,7 +43,7 @@ class ReferenceSeg:
     origin_mm: tuple[float, float] | None
 
 
-def _header(path: Path):  # type: ignore[no-untyped-def]
+def _header(path: Path) -> Dataset:
     import pydicom
 
     try:
@@ -51,7 +52,7 @@ def _header(path: Path):  # type: ignore[no-untyped-def]
         raise ReferenceError(f"{path} is not a readable DICOM file: {exc}") from exc
 
 
-def _pixel_spacing_mm(ds) -> float:  # type: ignore[no-untyped-def]
+def _pixel_spacing_mm(ds: Dataset) -> float:
     try:
         spacing = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing
     except (AttributeError, IndexError) as exc:
@@ -62,7 +63,7 @@ def _pixel_spacing_mm(ds) -> float:  # type: ignore[no-untyped-def]
     return rows
 
 
-def _origin(ds) -> tuple[float, float] | None:  # type: ignore[no-untyped-def]
+def _origin(ds: Dataset) -> tuple[float, float] | None:
     try:
         item = ds.TotalPixelMatrixOriginSequence[0]
         return float(item.XOffsetInSlideCoordinateSystem), float(
@@ -72,7 +73,7 @@ def _origin(ds) -> tuple[float, float] | None:  # type: ignore[no-untyped-def]
         return None
 
 
-def _tumour_segment(ds, requested: int | None) -> int:  # type: ignore[no-untyped-def]
+def _tumour_segment(ds: Dataset, requested: int | None) -> int:
     segments = list(getattr(ds, "SegmentSequence", []))
     numbers = [int(s.SegmentNumber) for s in segments]
     if not numbers:

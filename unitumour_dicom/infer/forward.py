@@ -75,7 +75,8 @@ class ModelRunner:
                 torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             )
         if self.channels_last:
-            self.module.to(memory_format=torch.channels_last)
+            # torch's overloads of Module.to() omit its documented memory_format keyword.
+            self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.module.eval()
 
     @property

@@ -251,7 +251,7 @@ def read_instance_header(
                 # A value longer than MAX_HEADER_VALUE_BYTES is skipped, not read: a length
                 # field is the sender's word, and a 4 GiB one must not become a 4 GiB read.
                 dataset = dcmread(
-                    fh,  # type: ignore[arg-type]
+                    fh,
                     stop_before_pixels=True,
                     defer_size=MAX_HEADER_VALUE_BYTES,
                 )

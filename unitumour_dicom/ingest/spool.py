@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Callable
 from pathlib import Path
 from tempfile import NamedTemporaryFile
-from typing import IO, Any
+from typing import Any
 
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom import dimse_messages
@@ -206,7 +206,7 @@ def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
         return None
     function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
     function.restype = ctypes.c_int
-    return function  # type: ignore[no-any-return]
+    return function
 
 
 _sync_file_range = _load_sync_file_range()
@@ -222,7 +222,7 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
 
 # -- the substitution in pynetdicom ----------------------------------------------------------
 
-_factories: weakref.WeakKeyDictionary[Any, Callable[[Any], IO[bytes]]] = weakref.WeakKeyDictionary()
+_factories: weakref.WeakKeyDictionary[Any, Callable[[Any], SpoolFile]] = weakref.WeakKeyDictionary()
 _install_lock = threading.Lock()
 
 
@@ -239,12 +239,12 @@ def _spool_temporary_file(*args: Any, **kwargs: Any) -> Any:
     return factory(assoc)
 
 
-def install_spool_factory(ae: Any, factory: Callable[[Any], IO[bytes]]) -> None:
+def install_spool_factory(ae: Any, factory: Callable[[Any], SpoolFile]) -> None:
     """Make pynetdicom receive C-STORE data sets for ``ae`` into files from ``factory``."""
     with _install_lock:
         pynetdicom_config.STORE_RECV_CHUNKED_DATASET = True
         if dimse_messages.NamedTemporaryFile is not _spool_temporary_file:
-            dimse_messages.NamedTemporaryFile = _spool_temporary_file  # type: ignore[assignment]
+            dimse_messages.NamedTemporaryFile = _spool_temporary_file
         _factories[ae] = factory
 
 

@@ -353,6 +353,7 @@ class ListenerRequestHandler(RequestHandler):
         # the same objects with the bounded receive and the wait methods of this module
         assoc.__class__ = ListenerAssociation
         assoc.dul.__class__ = ListenerDUL
+        assert isinstance(assoc, ListenerAssociation) and isinstance(assoc.dul, ListenerDUL)
         ticket = self.server.current_ticket()
         assoc.guard_ticket = ticket
         if ticket is not None:

@@ -126,7 +126,7 @@ class MessageBounds:
         self._dataset_limit: int | None = MAX_OTHER_DATASET_BYTES
         self._dataset_bytes = 0
 
-    def feed(self, pdv: memoryview | bytes) -> None:
+    def feed(self, pdv: memoryview | bytes | None) -> None:
         """One presentation data value: its message control header byte, then the fragment."""
         if not pdv:
             raise ProtocolViolationError("an empty presentation data value")

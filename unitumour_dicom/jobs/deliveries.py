@@ -24,14 +24,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from ..db import Delivery, DeliveryState, record_event
+from ..db import Delivery, DeliveryState, record_event, rowcount
 from .dispatch_marks import claim_marks
 from .events import JobEvent
 
 log = logging.getLogger(__name__)
 
 
-def _due(now: datetime):  # type: ignore[no-untyped-def]
+def _due(now: datetime):
     return or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now)
 
 
@@ -45,7 +45,7 @@ def claim_delivery(
         .values(state=DeliveryState.SENDING, next_attempt_at=now + timedelta(seconds=lease_seconds))
         .execution_options(synchronize_session=False)
     )
-    claimed = result.rowcount == 1
+    claimed = rowcount(result) == 1
     if claimed:
         log.info("delivery %s claimed by %s", delivery_id, worker)
     return claimed
@@ -124,7 +124,7 @@ def recover_deliveries(
             .values(state=DeliveryState.PENDING, next_attempt_at=now)
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount == 1:
+        if rowcount(result) == 1:
             recovered.append(delivery_id)
             record_event(
                 session=session,

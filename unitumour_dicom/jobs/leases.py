@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
-from ..db import Job, JobState, Result, record_event
+from ..db import Job, JobState, Result, record_event, rowcount
 from .events import JobEvent
 from .identity import lease_owner
 
@@ -46,7 +46,7 @@ class Lease:
         return self.attempt >= self.max_attempts
 
 
-def _claimable(now: datetime, max_attempts: int):  # type: ignore[no-untyped-def]
+def _claimable(now: datetime, max_attempts: int):
     """Queued, or running on a lease that ran out; attempts left; no result recorded."""
     return and_(
         or_(
@@ -96,7 +96,7 @@ def claim_job(
         )
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if rowcount(result) != 1:
         return None
     attempt = session.execute(select(Job.attempts).where(Job.id == job_id)).scalar_one()
     details: dict[str, object] = {"owner": owner, "attempt": attempt, "of": max_attempts}
@@ -132,7 +132,7 @@ def why_not_claimable(*, session: Session, job_id: int, now: datetime, max_attem
     return f"job {job_id} is {job.state}"
 
 
-def _held(lease: Lease):  # type: ignore[no-untyped-def]
+def _held(lease: Lease):
     return and_(
         Job.id == lease.job_id,
         Job.state == JobState.RUNNING,
@@ -155,7 +155,7 @@ def renew_lease(
         .values(lease_expires_at=expires, heartbeat_at=now)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if rowcount(result) != 1:
         return None
     return Lease(
         job_id=lease.job_id,
@@ -187,7 +187,7 @@ def complete_job(
         )
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if rowcount(result) != 1:
         return False
     record_event(
         session=session,
@@ -238,7 +238,7 @@ def fail_attempt(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if rowcount(result) != 1:
         return None
     if final:
         record_event(
@@ -286,7 +286,7 @@ def release_job(*, session: Session, lease: Lease, now: datetime, worker: str, r
         )
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if rowcount(result) != 1:
         return False
     record_event(
         session=session,

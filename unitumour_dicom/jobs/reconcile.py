@@ -24,7 +24,7 @@ from datetime import datetime
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
-from ..db import Job, JobState, Result, record_event
+from ..db import Job, JobState, Result, record_event, rowcount
 from .dispatch_marks import claim_marks
 from .events import JobEvent
 
@@ -89,7 +89,7 @@ def repair_finished_with_result(*, session: Session, now: datetime, worker: str)
             )
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount == 1:
+        if rowcount(result) == 1:
             repaired.append(job_id)
             record_event(
                 session=session,
@@ -144,7 +144,7 @@ def expire_leases(
             .values(**values)
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount != 1:
+        if rowcount(result) != 1:
             continue  # renewed or taken over meanwhile
         record_event(
             session=session,
@@ -187,7 +187,7 @@ def fail_exhausted(*, session: Session, now: datetime, worker: str, max_attempts
             .values(state=JobState.FAILED, finished_at=now, error=reason)
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount == 1:
+        if rowcount(result) == 1:
             failed.append(job_id)
             record_event(
                 session=session,

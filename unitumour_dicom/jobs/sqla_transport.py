@@ -145,7 +145,7 @@ class Channel(kombu_sqla.Channel):
             self._delete_row(message.delivery_tag)  # nobody will acknowledge it
         return message
 
-    def _get(self, queue: str) -> dict[str, Any]:
+    def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
         obj = self._get_or_create(queue)
         session = self.session
         message_cls = self.message_cls

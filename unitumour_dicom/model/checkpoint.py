@@ -114,7 +114,7 @@ def resolve_checkpoint(source: str | Path | None) -> tuple[Path, Path]:
         source = DEMO_NAME
     path = Path(source)
     is_name = isinstance(source, str) and "/" not in source and os.sep not in source
-    if is_name and not path.exists() and not source.endswith((WEIGHTS_SUFFIX, CARD_SUFFIX)):
+    if is_name and not path.exists() and not path.name.endswith((WEIGHTS_SUFFIX, CARD_SUFFIX)):
         weights = packaged_weights_dir() / f"{source}{WEIGHTS_SUFFIX}"
         if not weights.is_file():
             known = ", ".join(packaged_model_names()) or "none"

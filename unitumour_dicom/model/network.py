@@ -140,7 +140,9 @@ class TumourUNet(nn.Module):
         # which makes training from scratch markedly steadier.
         for m in self.modules():
             if isinstance(m, ResidualBlock):
-                nn.init.zeros_(m.conv2[1].weight)
+                bn = m.conv2[1]
+                assert isinstance(bn, nn.BatchNorm2d)
+                nn.init.zeros_(bn.weight)
         # Start with a low tumour prior so untrained logits do not paint everything tumour.
         assert self.head.bias is not None
         nn.init.constant_(self.head.bias, -2.0)

@@ -86,7 +86,7 @@ class _Work:
 
 def _volume_headers(inputs: JobInputs, runtime: Runtime) -> list[pydicom.Dataset]:
     """Headers (no pixel data) of the pyramid's VOLUME instances: the SEG's sources."""
-    headers = []
+    headers: list[pydicom.Dataset] = []
     for path in inputs.paths(runtime.store):
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         image_type = [str(v).upper() for v in ds.get("ImageType", [])]

@@ -23,6 +23,7 @@ from typing import Any
 import highdicom as hd
 import numpy as np
 from pydicom import Dataset, Sequence
+from pydicom.dataset import FileMetaDataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
@@ -124,7 +125,7 @@ def stand_in(level: SourceLevel, frame_of_reference_uid: str) -> Dataset:
         if elem.keyword in ("PerFrameFunctionalGroupsSequence", "PixelData"):
             continue  # not needed for TILED_FULL, and large for TILED_SPARSE sources
         ds.add(copy.deepcopy(elem))  # setting a value mutates the element: never share one
-    ds.file_meta = copy.deepcopy(getattr(src, "file_meta", Dataset()))
+    ds.file_meta = copy.deepcopy(getattr(src, "file_meta", FileMetaDataset()))
     ds.TotalPixelMatrixRows = level.tile_rows
     ds.TotalPixelMatrixColumns = level.tile_columns
     ds.NumberOfFrames = 1
@@ -218,7 +219,7 @@ def build_header(level: SourceLevel, ctx: HeaderContext) -> Dataset:
             header.add(elem)
     header.file_meta = seg.file_meta
     header.file_meta.TransferSyntaxUID = UID(ctx.compression.transfer_syntax_uid)
-    header.file_meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    header.file_meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
     header.file_meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
     header.TotalPixelMatrixRows = level.rows
     header.TotalPixelMatrixColumns = level.columns

@@ -119,7 +119,7 @@ def resample_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def draw_overlay(rgb: np.ndarray, tumour: np.ndarray) -> np.ndarray:
     """Blend a translucent fill (alpha scaled by the fraction) and an opaque outline."""
-    out = rgb.astype(np.float32)
+    out: np.ndarray = rgb.astype(np.float32)
     fill = np.asarray(FILL_RGB, np.float32)
     alpha = (FILL_ALPHA * tumour)[..., None]
     out = out * (1 - alpha) + fill * alpha

@@ -126,7 +126,7 @@ class LevelSampler:
         else:
             block = self.mask.array[np.ix_(row_unique, self.col_unique)]
         block = self.convert(block)
-        col_has_values = block.any(axis=0)
+        col_has_values = np.asarray(block.any(axis=0))  # an array: block is 2-D
         expanded: np.ndarray | None = None  # block with one row per level row, made once
         for tile_col in range(level.tiles_across):
             c_start = tile_col * tc

@@ -61,7 +61,8 @@ class SlideMask:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.array.shape  # type: ignore[return-value]
+        rows, cols = self.array.shape
+        return rows, cols
 
     @property
     def pixel_area_mm2(self) -> float:

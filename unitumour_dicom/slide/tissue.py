@@ -46,6 +46,8 @@ def otsu_threshold(
     """Otsu's threshold: the cut of the histogram that maximises between-class variance.
     Give the values, or their ``histogram`` over ``bins`` equal bins of ``value_range``."""
     if histogram is None:
+        if values is None:
+            raise ValueError("give the values or their histogram")
         histogram, _ = np.histogram(values, bins=bins, range=value_range)
     hist = np.asarray(histogram, np.float64)
     edges = np.linspace(value_range[0], value_range[1], len(hist) + 1)

@@ -72,8 +72,14 @@ def codec_for(name: str, jpeg_quality: int = 90) -> FrameCodec:
 
         def j2k(tile: np.ndarray) -> bytes:
             return bytes(
+                # imagecodecs' stub types level as int; the encoder takes the PSNR target in
+                # dB as a float (48.2 and 48 give different streams).
                 imagecodecs.jpeg2k_encode(
-                    tile, level=psnr, reversible=False, codecformat="J2K", mct=True
+                    tile,
+                    level=psnr,  # type: ignore[arg-type]
+                    reversible=False,
+                    codecformat="J2K",
+                    mct=True,
                 )
             )
 

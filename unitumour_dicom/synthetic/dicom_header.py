@@ -26,6 +26,7 @@ from typing import Literal, overload
 import highdicom as hd
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
 from pydicom.tag import Tag
 from pydicom.uid import UID, VLWholeSlideMicroscopyImageStorage
 from pydicom.valuerep import DSfloat
@@ -181,7 +182,7 @@ def _ds(value: float) -> DSfloat:
     return DSfloat(value, auto_format=True)
 
 
-def _code_item(code) -> Dataset:  # type: ignore[no-untyped-def]
+def _code_item(code: Code) -> Dataset:
     item = Dataset()
     item.CodeValue = code.value
     item.CodingSchemeDesignator = code.scheme_designator

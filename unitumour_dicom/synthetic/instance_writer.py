@@ -17,6 +17,7 @@ import os
 import struct
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import BinaryIO
 
 import numpy as np
@@ -26,13 +27,14 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.filebase import DicomFileLike
 from pydicom.filewriter import write_data_element, write_dataset, write_file_meta_info
 from pydicom.tag import Tag
+from pydicom.uid import UID
 
 from .. import __version__
 from .codecs import FrameCodec
 
 logger = logging.getLogger(__name__)
 
-IMPLEMENTATION_CLASS_UID = "2.25.137468947302154213837935451766331129427"
+IMPLEMENTATION_CLASS_UID = UID("2.25.137468947302154213837935451766331129427")
 IMPLEMENTATION_VERSION_NAME = f"UNITUMOUR_{__version__}"[:16]
 
 _PIXEL_DATA = Tag(0x7FE0, 0x0010)
@@ -97,7 +99,12 @@ class InstanceWriter:
             raise
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc_type is not None:
             self._abort()
             return
@@ -166,7 +173,11 @@ class InstanceWriter:
             ours.append((_LOSSY_RATIO, lambda: self._reserve(_LOSSY_RATIO, b"DS", _DS_WIDTH)))
         if self._extended:
             for tag in (_EXTENDED_OFFSET_TABLE, _EXTENDED_OFFSET_TABLE_LENGTHS):
-                ours.append((tag, lambda tag=tag: self._reserve(tag, b"OV", 8 * self._n_frames)))
+
+                def reserve(tag: int = tag) -> None:
+                    self._reserve(tag, b"OV", 8 * self._n_frames)
+
+                ours.append((tag, reserve))
         if self._per_frame is not None:
             ours.append((_PER_FRAME, lambda: self._stream_sequence(fp, encodings)))
         ours.sort(key=lambda entry: entry[0])

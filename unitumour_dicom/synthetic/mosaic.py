@@ -31,7 +31,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
@@ -596,7 +596,11 @@ def write_mosaic_slide(
         tumour, tissue = _ground_truth(manifest.parent, tiles, src_width, src_height)
         for name, mask in ((TUMOUR_PNG, tumour), (TISSUE_PNG, tissue)):
             image = Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
-            _atomic_write(root / name, lambda fp, image=image: image.save(fp, format="PNG"))
+
+            def save_png(fp: BinaryIO, image: Image.Image = image) -> None:
+                image.save(fp, format="PNG")
+
+            _atomic_write(root / name, save_png)
         text = json.dumps(_manifest(slide, manifest, digest), indent=2) + "\n"
         _atomic_write(root / MANIFEST_NAME, lambda fp: fp.write(text.encode("utf-8")))
     except BaseException:

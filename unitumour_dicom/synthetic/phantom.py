@@ -16,10 +16,10 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -476,7 +476,11 @@ def _write_ground_truth(slide: PhantomSlide) -> None:
         (TISSUE_PNG, slide.tissue_mask(slide.ground_truth_mpp)),
     ):
         image = Image.fromarray(mask.array.astype(np.uint8) * 255, mode="L")
-        _atomic_write(slide.root / name, lambda fp, image=image: image.save(fp, format="PNG"))
+
+        def save_png(fp: BinaryIO, image: Image.Image = image) -> None:
+            image.save(fp, format="PNG")
+
+        _atomic_write(slide.root / name, save_png)
 
 
 def _manifest(slide: PhantomSlide) -> dict[str, Any]:
@@ -525,7 +529,7 @@ def _write_manifest(slide: PhantomSlide) -> None:
     _atomic_write(slide.root / MANIFEST_NAME, lambda fp: fp.write(text.encode("utf-8")))
 
 
-def _atomic_write(path: Path, write) -> None:  # type: ignore[no-untyped-def]
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     partial = path.with_name(path.name + ".partial")
     try:
         with open(partial, "wb") as fp:

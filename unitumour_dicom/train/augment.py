@@ -11,6 +11,7 @@ generator the caller seeds, so a sample's augmentation does not depend on worker
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -93,8 +94,9 @@ def augment_pair(
     if config.jpeg_p and rng.random() < config.jpeg_p:
         quality = int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
         ok, buf = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-        if ok:
-            image = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+        decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+        if decoded is not None:
+            image = decoded[..., ::-1]
     return np.ascontiguousarray(image), mask
 
 
@@ -106,7 +108,9 @@ def _crop_or_pad(
     if pad_h or pad_w:
         top, left = int(rng.integers(pad_h + 1)), int(rng.integers(pad_w + 1))
         pads = ((top, pad_h - top), (left, pad_w - left))
-        mode = "reflect" if pad_h < h and pad_w < w else "symmetric"
+        mode: Literal["reflect", "symmetric"] = (
+            "reflect" if pad_h < h and pad_w < w else "symmetric"
+        )
         image = np.pad(image, (*pads, (0, 0)), mode=mode)
         mask = np.pad(mask, pads, mode=mode)
         h, w = mask.shape

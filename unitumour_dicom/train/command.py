@@ -19,6 +19,11 @@ from .config import TrainConfig
 _defaults = TrainConfig(out=Path("model.safetensors"))
 
 
+#: The default of --widths (a name of its own: mypy cannot resolve a comprehension's variable
+#: inside a parameter's default).
+_DEFAULT_WIDTHS = ",".join(str(w) for w in _defaults.architecture_args["widths"])
+
+
 class _DiceModeChoice(StrEnum):
     batch = "batch"
     image = "image"
@@ -63,7 +68,7 @@ def train_command(
     overlap: Annotated[int, typer.Option(help="Inference halo, px each side.")] = _defaults.overlap,
     widths: Annotated[
         str, typer.Option(help="Network channels per scale, comma-separated.")
-    ] = ",".join(str(w) for w in _defaults.architecture_args["widths"]),
+    ] = _DEFAULT_WIDTHS,
     train_split: Annotated[str, typer.Option()] = _defaults.train_split,
     val_split: Annotated[str, typer.Option()] = _defaults.val_split,
     test_split: Annotated[
@@ -116,7 +121,7 @@ def train_command(
         batch_size=batch_size,
         lr=lr,
         weight_decay=weight_decay,
-        dice_mode=dice_mode.value,  # type: ignore[arg-type]
+        dice_mode=dice_mode.value,
         seed=seed,
         device=device,
         amp=amp,

@@ -237,12 +237,13 @@ class WeightEMA:
         d = min(self.decay, (1 + step) / (10 + step))
         for e, p in zip(self.module.parameters(), module.parameters(), strict=True):
             e.lerp_(p.detach(), 1 - d)
-        for e, b in zip(self.module.buffers(), module.buffers(), strict=True):
-            e.copy_(b)
+        for mine, theirs in zip(self.module.buffers(), module.buffers(), strict=True):
+            mine.copy_(theirs)
 
 
 def _param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in module.parameters():
         (decay if p.ndim > 1 else no_decay).append(p)
     return [
@@ -295,7 +296,11 @@ def tune_postprocessing(
     """Threshold, then minimum tumour area and hole filling, chosen on validation."""
     best: tuple[float, dict[str, float], dict[str, float]] | None = None
     for t in config.thresholds:
-        s = _score(_items(split, probs, lambda p, t=t: p >= t))
+
+        def above(p: np.ndarray, t: float = t) -> np.ndarray:
+            return p >= t
+
+        s = _score(_items(split, probs, above))
         if best is None or s[0] > best[0] + 1e-9:
             best = (s[0], {"threshold": t}, {"score": s[0], "dice": s[1], "fta": s[2]})
     assert best is not None
@@ -309,8 +314,14 @@ def tune_postprocessing(
                 "fill_holes_max_area_um2": holes,
             }
 
-            def post(p: np.ndarray, params: dict[str, float] = params) -> np.ndarray:
-                return postprocess_probability(p, mpp=config.mpp, **params)
+            def post(p: np.ndarray, area: float = area, holes: float = holes) -> np.ndarray:
+                return postprocess_probability(
+                    p,
+                    mpp=config.mpp,
+                    threshold=threshold,
+                    min_tumour_area_um2=area,
+                    fill_holes_max_area_um2=holes,
+                )
 
             s = _score(_items(split, probs, post))
             if best is None or s[0] > best[0] + 1e-9:
@@ -365,19 +376,21 @@ def train(
     n_params = count_parameters(net)
     channels_last = device.type == "cuda"
     if channels_last:
-        net = net.to(memory_format=torch.channels_last)
+        # torch's overloads of Module.to() omit its documented memory_format keyword.
+        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     ema = WeightEMA(net, config.ema_decay)
     model: nn.Module = net
+    inner: nn.Module = net  # what the EMA follows: the network inside any DDP wrapper
     if dist.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         # Batch statistics across processes on GPUs (NCCL); gloo on CPU has no SyncBatchNorm,
         # so there each process normalises its own batch (as the single-process recipe does).
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(net) if device.type == "cuda" else net
+        inner = nn.SyncBatchNorm.convert_sync_batchnorm(net) if device.type == "cuda" else net
         model = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+            inner, device_ids=[device.index] if device.type == "cuda" else None
         )
-        ema = WeightEMA(model.module, config.ema_decay)
+        ema = WeightEMA(inner, config.ema_decay)
 
     dataset = PairDataset(
         train_split.images, train_split.masks, config.augment, config.crop_size, config.seed
@@ -448,7 +461,7 @@ def train(
                 scaler.step(optimiser)
                 scaler.update()
                 scheduler.step()
-                ema.update(model.module if dist.world > 1 else model, step)
+                ema.update(inner, step)
                 step += 1
                 loss_sum += float(loss.detach())
                 loss_n += 1
@@ -508,7 +521,8 @@ def train(
             raise SystemExit(0)
     assert best_state is not None
     ema.module.load_state_dict(best_state)
-    final = ema.module.to(memory_format=torch.contiguous_format).float().eval()
+    final = ema.module.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    final = final.float().eval()
 
     # Post-processing chosen on validation with the selected weights.
     probs = forward_probabilities(
