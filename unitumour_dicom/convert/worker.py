@@ -37,7 +37,7 @@ _MAKER_BY_TILER = {
 }
 
 
-def derived_uid_generator(seed: str):  # type: ignore[no-untyped-def]
+def derived_uid_generator(seed: str):
     """UIDs under 2.25 from ``seed`` and a counter: the same source gives the same UIDs."""
     from pydicom.uid import UID
 
@@ -92,13 +92,13 @@ def stamp_icc_profile(profile: bytes, content_datetime: str) -> bytes:
     return profile[:24] + stamp + profile[36:]
 
 
-def make_post_processor(  # type: ignore[no-untyped-def]
+def make_post_processor(
     attributes: dict[str, str], facts: dict[str, Any], content_datetime: str | None = None
 ):
     """Set the patient, study and container attributes the core resolved, and the objective
     power the file states, on every dataset wsidicomizer writes."""
 
-    def post_process(dataset, metadata):  # type: ignore[no-untyped-def]
+    def post_process(dataset, metadata):
         for keyword, value in attributes.items():
             setattr(dataset, keyword, value)
         if content_datetime:
@@ -133,11 +133,11 @@ def fix_content_datetime(value: str | None) -> None:
 
     class _FixedNow(datetime):
         @classmethod
-        def now(cls, tz=None):  # type: ignore[no-untyped-def, override]
+        def now(cls, tz=None):
             return fixed
 
     if getattr(wsidicom_writer, "datetime", None) is datetime:
-        wsidicom_writer.datetime = _FixedNow  # type: ignore[misc]
+        wsidicom_writer.datetime = _FixedNow
 
 
 def convert(src: Path, out_dir: Path, spec: dict[str, Any]) -> dict[str, Any]:

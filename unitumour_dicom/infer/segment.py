@@ -169,7 +169,7 @@ def segment_slide(
         c_top, c_left, c_bottom, c_right = grid.core(tile)
         core_tissue = (
             bilinear_sample(
-                tissue_low.array,
+                np.asarray(tissue_low.array),  # the low-resolution mask is in memory
                 tissue_low.mpp,
                 c_top,
                 c_left,

@@ -81,7 +81,8 @@ class TileGrid:
         """Tiles, in raster order, whose core may hold tissue: some tissue pixel lies within
         one tissue pixel of the core (the margin covers interpolating the coarse mask up to
         the model grid, so no tissue pixel at model resolution falls in an unread tile)."""
-        occupied = np.pad(tissue.array.astype(bool), 1).cumsum(0, dtype=np.int64).cumsum(1)
+        low = np.asarray(tissue.array, dtype=bool)  # the low-resolution mask is in memory
+        occupied = np.pad(low, 1).cumsum(0, dtype=np.int64).cumsum(1)
         occupied = np.pad(occupied, ((1, 0), (1, 0)))  # integral image with a zero edge
         n_rows, n_cols = tissue.shape
         ratio = mpp / tissue.mpp

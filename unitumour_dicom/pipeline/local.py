@@ -62,7 +62,7 @@ def _dicom_files(folder: Path) -> Iterator[Path]:
             yield path
 
 
-def _admit_file(path: Path, runtime: Runtime, admitter, limits, classes, *, sender=None):  # type: ignore[no-untyped-def]
+def _admit_file(path: Path, runtime: Runtime, admitter, limits, classes, *, sender=None):
     """Admit one DICOM file as the listener admits a received instance; ``sender`` (default:
     the local folder, with the listener's quiet time) is who the audit and the slide name."""
     from ..ingest import ReceivedFile, Sender, validate_instance

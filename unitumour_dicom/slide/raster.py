@@ -161,7 +161,7 @@ class DiskRaster:
             yield start, stop, self.rows(start, stop)
 
     def _pread(self, out: np.ndarray, offset: int) -> None:
-        view = memoryview(out.reshape(-1).view(np.uint8))
+        view = out.reshape(-1).view(np.uint8).data
         done = 0
         while done < len(view):
             n = os.preadv(self._fd, [view[done : done + _IO_CHUNK]], offset + done)
@@ -170,7 +170,7 @@ class DiskRaster:
             done += n
 
     def _pwrite(self, block: np.ndarray, offset: int) -> None:
-        view = memoryview(block.reshape(-1).view(np.uint8))
+        view = block.reshape(-1).view(np.uint8).data
         done = 0
         while done < len(view):
             done += os.pwritev(self._fd, [view[done : done + _IO_CHUNK]], offset + done)

@@ -253,7 +253,7 @@ class WsiSlide:
             mpp,
             mask.shape[0],
             mask.shape[1],
-            100.0 * float(mask.array.mean()),
+            100.0 * float(np.asarray(mask.array).mean()),
             time.perf_counter() - start,
         )
         return mask

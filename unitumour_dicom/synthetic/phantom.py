@@ -475,7 +475,7 @@ def _write_ground_truth(slide: PhantomSlide) -> None:
         (TUMOUR_PNG, slide.tumour_mask(slide.ground_truth_mpp)),
         (TISSUE_PNG, slide.tissue_mask(slide.ground_truth_mpp)),
     ):
-        image = Image.fromarray(mask.array.astype(np.uint8) * 255, mode="L")
+        image = Image.fromarray(np.asarray(mask.array).astype(np.uint8) * 255, mode="L")
 
         def save_png(fp: BinaryIO, image: Image.Image = image) -> None:
             image.save(fp, format="PNG")

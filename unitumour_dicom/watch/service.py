@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
@@ -48,6 +49,9 @@ from ..runtime import Runtime
 from .events import WatchEvent
 from .folder import DONE, FAILED, candidates, move_original
 from .stability import StabilityTracker
+
+if TYPE_CHECKING:  # imported where used: it reads DICOM headers
+    from .admission import ConvertedAdmission
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +108,7 @@ class WatchService:
         self.on_jobs_created = on_jobs_created
         self.clock = clock
         self.tracker = StabilityTracker(settings.quiet_seconds)
-        self._admission = None
+        self._admission: ConvertedAdmission | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock_fd: int | None = None
