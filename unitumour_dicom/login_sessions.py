@@ -20,7 +20,7 @@ from enum import StrEnum
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from .db import LoginSession, User, record_event
+from .db import LoginSession, User, compare_and_set, record_event
 
 #: Random bytes in a session token (256 bits, url-safe base64 in the cookie).
 TOKEN_BYTES = 32
@@ -156,12 +156,14 @@ def end_session(
 ) -> LoginSession | None:
     """End one open session (log-out; an admin); None when it is not open (any more)."""
     now = _now(now)
-    ended = session.execute(
-        update(LoginSession)
-        .where(LoginSession.id == session_id, *_open(now))
-        .values(ended_at=now, end_reason=reason.value)
+    ended = compare_and_set(
+        session,
+        LoginSession,
+        session_id,
+        where=list(_open(now)),  # type: ignore[arg-type]
+        values={"ended_at": now, "end_reason": reason.value},
     )
-    if ended.rowcount != 1:  # type: ignore[attr-defined]
+    if not ended:
         return None
     row = session.get(LoginSession, session_id)
     assert row is not None

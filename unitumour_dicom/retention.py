@@ -45,6 +45,7 @@ from .db import (
     Result,
     Slide,
     SlideState,
+    compare_and_set,
     record_event,
 )
 from .db.types import utcnow
@@ -200,17 +201,15 @@ def _purge_rows(
         # Compare-and-set on what was just judged. On SQLite this write takes the database's
         # write lock, so the second look below reads the newest committed state and nothing
         # changes it until we commit; on PostgreSQL the row lock above does that.
-        claimed = session.execute(
-            update(Slide)
-            .where(
-                Slide.id == slide_id,
-                Slide.state == SlideState.SETTLED,
-                Slide.last_received_at == seen_last,
-            )
-            .values(state=SlideState.PURGED)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if claimed != 1:
+        claimed = compare_and_set(
+            session,
+            Slide,
+            slide_id,
+            state=SlideState.SETTLED,
+            where=[Slide.last_received_at == seen_last],
+            values={"state": SlideState.PURGED},
+        )
+        if not claimed:
             session.rollback()
             return None, SlideKept(slide_id, series_uid, "changed meanwhile"), []
         reason = _work_in_hand(session, slide_id)

@@ -1,6 +1,7 @@
 """Database: models, sessions, migrations and the audit log."""
 
 from .audit import record_event
+from .cas import compare_and_set
 from .enums import (
     AssociationState,
     DeliveryState,
@@ -48,6 +49,7 @@ __all__ = [
     "SlideState",
     "User",
     "UserRole",
+    "compare_and_set",
     "dispose_engines",
     "get_engine",
     "make_engine",

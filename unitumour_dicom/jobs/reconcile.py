@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from ..db import Job, JobState, Result, record_event
+from ..db import Job, JobState, Result, compare_and_set, record_event
 from .dispatch_marks import claim_marks
 from .events import JobEvent
 
@@ -75,21 +75,19 @@ def repair_finished_with_result(*, session: Session, now: datetime, worker: str)
     )
     repaired = []
     for job_id in ids:
-        result = session.execute(
-            update(Job)
-            .where(
-                Job.id == job_id,
-                Job.state.in_((JobState.QUEUED, JobState.RUNNING)),
-            )
-            .values(
-                state=JobState.SUCCEEDED,
-                finished_at=now,
-                lease_owner=None,
-                lease_expires_at=None,
-            )
-            .execution_options(synchronize_session=False)
+        won = compare_and_set(
+            session,
+            Job,
+            job_id,
+            state=(JobState.QUEUED, JobState.RUNNING),
+            values={
+                "state": JobState.SUCCEEDED,
+                "finished_at": now,
+                "lease_owner": None,
+                "lease_expires_at": None,
+            },
         )
-        if result.rowcount == 1:
+        if won:
             repaired.append(job_id)
             record_event(
                 session=session,
@@ -132,19 +130,19 @@ def expire_leases(
             values.update(state=JobState.FAILED, finished_at=now, error=reason)
         else:
             values.update(state=JobState.QUEUED)
-        result = session.execute(
-            update(Job)
-            .where(
-                Job.id == row.id,
-                Job.state == JobState.RUNNING,
+        won = compare_and_set(
+            session,
+            Job,
+            row.id,
+            state=JobState.RUNNING,
+            where=[
                 Job.lease_owner == row.lease_owner,
                 Job.attempts == row.attempts,
                 Job.lease_expires_at < now,
-            )
-            .values(**values)
-            .execution_options(synchronize_session=False)
+            ],
+            values=values,
         )
-        if result.rowcount != 1:
+        if not won:
             continue  # renewed or taken over meanwhile
         record_event(
             session=session,
@@ -181,13 +179,15 @@ def fail_exhausted(*, session: Session, now: datetime, worker: str, max_attempts
     failed = []
     for job_id in ids:
         reason = f"no attempt left ({max_attempts} allowed)"
-        result = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.state == JobState.QUEUED, Job.attempts >= max_attempts)
-            .values(state=JobState.FAILED, finished_at=now, error=reason)
-            .execution_options(synchronize_session=False)
+        won = compare_and_set(
+            session,
+            Job,
+            job_id,
+            state=JobState.QUEUED,
+            where=[Job.attempts >= max_attempts],
+            values={"state": JobState.FAILED, "finished_at": now, "error": reason},
         )
-        if result.rowcount == 1:
+        if won:
             failed.append(job_id)
             record_event(
                 session=session,
