@@ -29,13 +29,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .db import (
+    AuditEventName,
     Delivery,
     DeliveryState,
     Instance,
@@ -58,13 +58,6 @@ log = logging.getLogger(__name__)
 FINISHED_DELIVERY_STATES = frozenset({DeliveryState.DELIVERED, DeliveryState.FAILED})
 #: Job states that mean the slide's files are, or are about to be, read.
 ACTIVE_JOB_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
-
-
-class RetentionEvent(StrEnum):
-    """Audit event codes that retention writes."""
-
-    #: A slide's received instance files were removed; rows, results and provenance kept.
-    SLIDE_PURGED = "slide.purged"
 
 
 class RetentionError(UniTumourError):
@@ -232,7 +225,7 @@ def _purge_rows(
             )
         record_event(
             session=session,
-            event=RetentionEvent.SLIDE_PURGED,
+            event=AuditEventName.SLIDE_PURGED,
             message=(
                 f"received files of series {slide.series_instance_uid} purged: "
                 f"{len(instances)} instances, {size} bytes; results and provenance kept"

@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, aliased, selectinload
 
-from unitumour_dicom.access import AccessEvent
 from unitumour_dicom.db import (
     Association,
     AuditEvent,
+    AuditEventName,
     Delivery,
     Job,
     JobState,
@@ -23,6 +23,7 @@ from unitumour_dicom.db import (
     Slide,
     SlideState,
 )
+from unitumour_dicom.errors import NotFoundError  # no such case, job or delivery
 
 from . import schemas
 
@@ -30,10 +31,6 @@ CASE_STATES = sorted({s.value for s in SlideState} | {s.value for s in JobState}
 MAX_PAGE_SIZE = 200
 AUDIT_LIMIT = 1000
 _DATE = re.compile(r"^\d{8}$")
-
-
-class NotFoundError(LookupError):
-    """No such case, job or delivery."""
 
 
 @dataclass(frozen=True)
@@ -227,7 +224,7 @@ def case_detail(session: Session, slide_id: int) -> schemas.CaseDetail:
     audit = list(
         session.scalars(
             select(AuditEvent)
-            .where(or_(*conditions), AuditEvent.event != AccessEvent.VIEWED)
+            .where(or_(*conditions), AuditEvent.event != AuditEventName.ACCESS_VIEWED)
             .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
             .limit(AUDIT_LIMIT)
         )

@@ -4,6 +4,7 @@ from .audit import record_event
 from .cas import compare_and_set
 from .enums import (
     AssociationState,
+    AuditEventName,
     DeliveryState,
     InstanceState,
     JobState,
@@ -32,6 +33,7 @@ __all__ = [
     "Association",
     "AssociationState",
     "AuditEvent",
+    "AuditEventName",
     "Base",
     "Delivery",
     "DeliveryAttempt",

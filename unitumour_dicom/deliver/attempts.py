@@ -15,7 +15,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from ..config.sections import DeliverySettings, TLSSettings
-from ..db import Delivery, DeliveryAttempt, DeliveryState, record_event
+from ..db import AuditEventName, Delivery, DeliveryAttempt, DeliveryState, record_event
 from ..errors import DeliveryError, IntegrityError, StoreError
 from ..store import FileStore
 from .scu import Destination, SendReport, send_instances
@@ -102,7 +102,7 @@ def attempt_delivery(
     }
     record_event(
         session=session,
-        event="delivery.attempt",
+        event=AuditEventName.DELIVERY_ATTEMPT,
         message=(
             f"delivery {delivery.id} of result {delivery.result_id} to {where}, try "
             f"{delivery.attempts}: " + ("sent" if report.ok else f"failed: {report.error}")
@@ -117,7 +117,7 @@ def attempt_delivery(
         delivery.next_attempt_at = None
         record_event(
             session=session,
-            event="delivery.delivered",
+            event=AuditEventName.DELIVERY_DELIVERED,
             message=f"delivery {delivery.id}: result {delivery.result_id} is at {where}",
             job_id=delivery.result.job_id if delivery.result else None,
             delivery_id=delivery.id,
@@ -129,7 +129,7 @@ def attempt_delivery(
         why = "refused for good" if report.permanent else "older than the maximum age"
         record_event(
             session=session,
-            event="delivery.failed",
+            event=AuditEventName.DELIVERY_FAILED,
             message=(
                 f"delivery {delivery.id} to {where} failed after {delivery.attempts} tries "
                 f"({why}): {report.error}"
@@ -201,7 +201,7 @@ def retry_delivery(
     delivery.give_up_at = now + timedelta(seconds=settings.max_age_s)
     record_event(
         session=session,
-        event="delivery.retry_requested",
+        event=AuditEventName.DELIVERY_RETRY_REQUESTED,
         message=f"delivery {delivery.id} to {delivery.destination}: retry requested ({previous})",
         actor=actor,
         job_id=delivery.result.job_id if delivery.result else None,

@@ -24,9 +24,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from ..db import Delivery, DeliveryState, compare_and_set, record_event
+from ..db import AuditEventName, Delivery, DeliveryState, compare_and_set, record_event
 from .dispatch_marks import claim_marks
-from .events import JobEvent
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +130,7 @@ def recover_deliveries(
             recovered.append(delivery_id)
             record_event(
                 session=session,
-                event=JobEvent.DELIVERY_RECOVERED,
+                event=AuditEventName.DELIVERY_RECOVERED,
                 actor=worker,
                 delivery_id=delivery_id,
                 message=(

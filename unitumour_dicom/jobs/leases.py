@@ -21,8 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session
 
-from ..db import Job, JobState, Result, compare_and_set, record_event
-from .events import JobEvent
+from ..db import AuditEventName, Job, JobState, Result, compare_and_set, record_event
 from .identity import lease_owner
 
 log = logging.getLogger(__name__)
@@ -105,7 +104,7 @@ def claim_job(
         details["took_over_from"] = before.lease_owner
     record_event(
         session=session,
-        event=JobEvent.JOB_CLAIMED,
+        event=AuditEventName.JOB_CLAIMED,
         actor=worker,
         job_id=job_id,
         message=f"job {job_id} claimed by {worker}, attempt {attempt} of {max_attempts}",
@@ -189,7 +188,7 @@ def complete_job(
         return False
     record_event(
         session=session,
-        event=JobEvent.JOB_SUCCEEDED,
+        event=AuditEventName.JOB_SUCCEEDED,
         actor=worker,
         job_id=lease.job_id,
         message=f"job {lease.job_id} succeeded on attempt {lease.attempt}",
@@ -235,7 +234,7 @@ def fail_attempt(
     if final:
         record_event(
             session=session,
-            event=JobEvent.JOB_FAILED,
+            event=AuditEventName.JOB_FAILED,
             actor=worker,
             job_id=lease.job_id,
             message=(
@@ -247,7 +246,7 @@ def fail_attempt(
     else:
         record_event(
             session=session,
-            event=JobEvent.JOB_RETRIED,
+            event=AuditEventName.JOB_RETRIED,
             actor=worker,
             job_id=lease.job_id,
             message=(
@@ -281,7 +280,7 @@ def release_job(*, session: Session, lease: Lease, now: datetime, worker: str, r
         return False
     record_event(
         session=session,
-        event=JobEvent.JOB_RELEASED,
+        event=AuditEventName.JOB_RELEASED,
         actor=worker,
         job_id=lease.job_id,
         message=f"job {lease.job_id} given back to the queue: {reason}",
