@@ -19,6 +19,7 @@ from .leases import (
     why_not_claimable,
 )
 from .reconcile import ReconcileReport, claim_dispatches, reconcile_jobs
+from .rerun import rerun_job
 
 __all__ = [
     "JobEvent",
@@ -35,6 +36,7 @@ __all__ = [
     "reconcile_jobs",
     "release_job",
     "renew_lease",
+    "rerun_job",
     "why_not_claimable",
     "worker_name",
 ]
