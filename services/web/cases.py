@@ -59,6 +59,39 @@ class CaseFilters:
             raise ValueError(f"page >= 1 and page_size in 1..{MAX_PAGE_SIZE}")
 
 
+def _normalise_date(value: str | None) -> str | None:
+    if not value:
+        return None
+    return value.replace("-", "").strip() or None
+
+
+def filters_from_query(
+    q: str | None,
+    patient_id: str | None,
+    accession_number: str | None,
+    study_date_from: str | None,
+    study_date_to: str | None,
+    state: str | None,
+    source_ae: str | None,
+    model_id: int | None,
+    page: int,
+    page_size: int,
+) -> CaseFilters:
+    """Raises ValueError with a message a person can act on."""
+    return CaseFilters(
+        q=q or None,
+        patient_id=patient_id or None,
+        accession_number=accession_number or None,
+        study_date_from=_normalise_date(study_date_from),
+        study_date_to=_normalise_date(study_date_to),
+        state=state or None,
+        source_ae=source_ae or None,
+        model_id=model_id,
+        page=page,
+        page_size=page_size,
+    )
+
+
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -256,6 +289,7 @@ __all__ = [
     "CaseFilters",
     "NotFoundError",
     "case_detail",
+    "filters_from_query",
     "latest_result",
     "list_cases",
     "list_models",
