@@ -463,7 +463,7 @@ def run_worker(
     ``segmentation``: solo pool (the job runs in this process, one at a time; the model is
     loaded before the first message is taken). ``delivery``: a pool of threads.
     """
-    from unitumour_dicom.db import AuditEventName, record_event
+    from unitumour_dicom.jobs.lifecycle import record_worker_started, record_worker_stopped
 
     if queue not in QUEUES:
         raise ValueError(f"unknown queue {queue!r}: use one of {', '.join(QUEUES)}")
@@ -490,14 +490,9 @@ def run_worker(
         pool, workers = "threads", concurrency or settings.worker.delivery_concurrency
     handler = _on_shutdown(ctx, settings.worker.shutdown_timeout_s)
     signals.worker_shutting_down.connect(handler, weak=False)
-    with ctx.runtime.session() as session:
-        record_event(
-            session=session,
-            event=AuditEventName.WORKER_STARTED,
-            actor=ctx.name,
-            message=f"worker {ctx.name} started on the {queue} queue ({pool}, {workers})",
-            details={"queue": queue, "pool": pool, "concurrency": workers},
-        )
+    record_worker_started(
+        runtime=ctx.runtime, worker=ctx.name, queue=queue, pool=pool, concurrency=workers
+    )
     reconciler = reconciler_for(ctx)
     reconciler.start()
     if beater is not None:
@@ -521,16 +516,7 @@ def run_worker(
             beater.stop()
             beater.liveness.remove()
         signals.worker_shutting_down.disconnect(handler)
-        try:
-            with ctx.runtime.session() as session:
-                record_event(
-                    session=session,
-                    event=AuditEventName.WORKER_STOPPED,
-                    actor=ctx.name,
-                    message=f"worker {ctx.name} stopped",
-                )
-        except Exception:
-            log.exception("could not record the worker's stop")
+        record_worker_stopped(runtime=ctx.runtime, worker=ctx.name)
     return int(worker.exitcode or 0)
 
 
