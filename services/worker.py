@@ -14,6 +14,10 @@ compare-and-set lease, and does nothing if it is not its to run, so duplicates a
 Every worker process also runs the reconcile (leases that ran out, messages that were lost,
 slides that settled while no listener ran, deliveries that fell due).
 
+This module is wiring only: each task calls one library function (``process_slide``,
+``deliver_one``), the reconcile thread is the library's ``ReconcileLoop`` with this broker
+as its sender, and the GPUs per process come from ``model.device.segmentation_devices``.
+
 Brokers (one setting, ``broker.url``): Redis, RabbitMQ, or the embedded SQLite broker
 (``unitumour_dicom.jobs.sqla_transport``) that needs no server.
 
@@ -42,6 +46,7 @@ if TYPE_CHECKING:  # imported where used: `unitumour --help` needs no broker nor
     from celery import Celery
 
     from unitumour_dicom.config import Settings
+    from unitumour_dicom.jobs.reconcile import ReconcileLoop
     from unitumour_dicom.runtime import Runtime
 
 __all__ = [
@@ -51,7 +56,6 @@ __all__ = [
     "SEGMENTATION_QUEUE",
     "SEGMENT_TASK",
     "CeleryDispatcher",
-    "Reconciler",
     "WorkerContext",
     "bind_context",
     "celery_config",
@@ -59,8 +63,8 @@ __all__ = [
     "create_celery_app",
     "make_job_dispatcher",
     "queue_depth",
+    "reconciler_for",
     "run_worker",
-    "segmentation_devices",
     "worker_command",
     "worker_specs",
 ]
@@ -72,10 +76,6 @@ DELIVERY_QUEUE = "delivery"
 QUEUES = (SEGMENTATION_QUEUE, DELIVERY_QUEUE)
 SEGMENT_TASK = "unitumour.segment"
 DELIVER_TASK = "unitumour.deliver"
-
-#: How often the reconcile thread looks for jobs that nobody has sent yet (cheap query);
-#: the full reconcile runs every ``worker.reconcile_seconds``.
-NEW_JOB_POLL_S = 2.0
 
 
 # -- the app --------------------------------------------------------------------------------
@@ -210,28 +210,23 @@ class CeleryDispatcher:
     def dispatch_jobs(self, job_ids: Sequence[int], *, reason: str | None = None) -> list[int]:
         """Send the jobs among ``job_ids`` that nobody has sent yet; return those sent.
 
-        Marking and sending are split by a commit: the mark is a compare-and-set, so a hook
-        and a reconcile racing for the same new job send it once.
+        The marking is the library's (``claim_job_messages``); this only sends.
         """
-        from unitumour_dicom.db import record_event
         from unitumour_dicom.db.types import utcnow
-        from unitumour_dicom.jobs import JobEvent
-        from unitumour_dicom.jobs.reconcile import claim_dispatches
+        from unitumour_dicom.jobs.reconcile import claim_job_messages
 
         ids = [int(i) for i in job_ids]
         if not ids:
             return []
         with self.runtime.session() as session:
-            won = claim_dispatches(session=session, now=utcnow(), job_ids=ids)
-            if reason:
-                for job_id in won:
-                    record_event(
-                        session=session,
-                        event=JobEvent.JOB_DISPATCHED,
-                        actor=self.actor,
-                        job_id=job_id,
-                        message=f"job {job_id} sent to the {SEGMENTATION_QUEUE} queue: {reason}",
-                    )
+            won = claim_job_messages(
+                session=session,
+                now=utcnow(),
+                job_ids=ids,
+                actor=self.actor,
+                reason=reason,
+                queue=SEGMENTATION_QUEUE,
+            )
         self.send_jobs(won)
         return won
 
@@ -381,170 +376,35 @@ def _segment(ctx: WorkerContext, job_id: int) -> str:
 
 
 def _deliver(ctx: WorkerContext, delivery_id: int) -> str:
-    from unitumour_dicom.db import Delivery, DeliveryState
-    from unitumour_dicom.db.types import utcnow
-    from unitumour_dicom.deliver import attempt_delivery
-    from unitumour_dicom.jobs.deliveries import claim_delivery, mark_delivery_dispatched
+    from unitumour_dicom.deliver import deliver_one
 
     _refuse_when_stopping(ctx, f"delivery {delivery_id}")
-    settings = ctx.runtime.settings
-    now = utcnow()
-    with ctx.runtime.session() as session:
-        claimed = claim_delivery(
-            session=session,
-            delivery_id=delivery_id,
-            now=now,
-            lease_seconds=_delivery_lease_s(settings),
-            worker=ctx.name,
-        )
-    if not claimed:
-        return f"delivery {delivery_id} not due or taken by another sender"
-    with ctx.runtime.session() as session:
-        delivery = session.get(Delivery, delivery_id)
-        assert delivery is not None
-        # No flush before the attempt's own: on SQLite a flush would hold the database's
-        # write lock for as long as the association with the destination lasts.
-        with session.no_autoflush:
-            attempt_delivery(
-                session=session,
-                delivery=delivery,
-                store=ctx.runtime.store,
-                settings=settings.delivery,
-                now=utcnow(),
-            )
-        state, next_at = delivery.state, delivery.next_attempt_at
-        send_in = None  # a retry due soon is sent now, delayed; later ones by the reconcile
-        if state == DeliveryState.PENDING and next_at is not None:
-            wait = max((next_at - utcnow()).total_seconds(), 0.0)
-            if wait <= settings.worker.reconcile_seconds * 2:
-                mark_delivery_dispatched(session=session, delivery_id=delivery_id, due_at=next_at)
-                send_in = wait
-    if send_in is not None:
-        ctx.dispatcher.send_deliveries([delivery_id], delay_s=send_in)
-    return f"delivery {delivery_id}: {state}"
-
-
-def _delivery_lease_s(settings: Settings) -> float:
-    """How long a delivery may stay 'sending' before the reconcile assumes its sender died."""
-    return settings.delivery.timeout_s * 4 + 60.0
+    outcome = deliver_one(
+        delivery_id,
+        runtime=ctx.runtime,
+        worker=ctx.name,
+        # a retry due soon is sent now, delayed; later ones by the reconcile
+        send_again_within_s=ctx.runtime.settings.worker.reconcile_seconds * 2,
+    )
+    if outcome.send_again_in_s is not None:
+        ctx.dispatcher.send_deliveries([delivery_id], delay_s=outcome.send_again_in_s)
+    return outcome.message
 
 
 # -- the reconcile loop ---------------------------------------------------------------------
-class Reconciler:
-    """Runs the reconcile in a thread of a worker process (every worker runs one).
+def reconciler_for(ctx: WorkerContext, *, interval_s: float | None = None) -> ReconcileLoop:
+    """The library's reconcile loop for this worker process, sending through its broker."""
+    from unitumour_dicom.jobs.reconcile import ReconcileLoop
 
-    Each pass: settle slides whose quiet time passed (if no listener did), take back jobs
-    whose lease ran out, send jobs never sent or whose message was lost, put back deliveries
-    whose sender died and send the ones that fell due. All changes are compare-and-sets, so
-    passes on several hosts at once agree.
-    """
-
-    def __init__(
-        self,
-        ctx: WorkerContext,
-        *,
-        interval_s: float | None = None,
-        new_job_poll_s: float = NEW_JOB_POLL_S,
-    ) -> None:
-        self.ctx = ctx
-        self.interval_s = interval_s or ctx.runtime.settings.worker.reconcile_seconds
-        self.new_job_poll_s = min(new_job_poll_s, self.interval_s)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="reconcile", daemon=True)
-        self.passes = 0
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        next_full = 0.0
-        clock = 0.0
-        while not self._stop.is_set():
-            try:
-                if clock >= next_full:
-                    self.run_once()
-                    next_full = clock + self.interval_s
-                else:
-                    self.send_unsent()
-            except Exception:
-                log.exception("reconcile failed; trying again")
-            if self._stop.wait(self.new_job_poll_s):
-                break
-            clock += self.new_job_poll_s
-
-    def send_unsent(self) -> list[int]:
-        """Jobs nobody has sent yet (their creator had no hook, or crashed after its commit)."""
-        from unitumour_dicom.db.types import utcnow
-        from unitumour_dicom.jobs.reconcile import claim_dispatches
-
-        with self.ctx.runtime.session() as session:
-            ids = claim_dispatches(session=session, now=utcnow())
-        self.ctx.dispatcher.send_jobs(ids)
-        return ids
-
-    def run_once(self) -> dict[str, int]:
-        from unitumour_dicom.db import record_event
-        from unitumour_dicom.db.types import utcnow
-        from unitumour_dicom.jobs import JobEvent, reconcile_jobs
-        from unitumour_dicom.jobs.deliveries import recover_deliveries
-
-        ctx = self.ctx
-        settings = ctx.runtime.settings
-        now = utcnow()
-        depth = queue_depth(ctx.dispatcher.app, SEGMENTATION_QUEUE)
-        delivery_depth = queue_depth(ctx.dispatcher.app, DELIVERY_QUEUE)
-        with ctx.runtime.session() as session:
-            settled = _settle(session, ctx, now)
-            report = reconcile_jobs(
-                session=session,
-                now=now,
-                worker=ctx.name,
-                max_attempts=settings.worker.max_attempts,
-                redispatch_s=settings.worker.redispatch_s,
-                queue_depth=depth,
-            )
-            report.settled_jobs = settled
-            report.recovered_deliveries, report.deliveries_to_dispatch = recover_deliveries(
-                session=session,
-                now=now,
-                worker=ctx.name,
-                redispatch_s=settings.worker.redispatch_s,
-                queue_depth=delivery_depth,
-            )
-            if report.changed:
-                record_event(
-                    session=session,
-                    event=JobEvent.WORKER_RECONCILED,
-                    actor=ctx.name,
-                    message=f"reconcile: {report.counts()}",
-                    details=report.counts(),
-                )
-        to_send = report.jobs_to_dispatch  # includes the jobs the settle created
-        ctx.dispatcher.send_jobs(to_send)
-        ctx.dispatcher.send_deliveries(report.deliveries_to_dispatch)
-        self.passes += 1
-        if report.changed or to_send:
-            log.info("reconcile: %s", report.counts())
-        return report.counts()
-
-
-def _settle(session: Any, ctx: WorkerContext, now: Any) -> list[int]:
-    """Settle slides whose quiet time passed (the listener does too; both are safe)."""
-    try:
-        from unitumour_dicom.ingest.series import settle_due_slides
-    except ImportError:  # pragma: no cover (ingest not installed in this build)
-        return []
-    jobs = settle_due_slides(
-        session=session,
-        store=ctx.runtime.store,
-        now=now,
-        max_attempts=ctx.runtime.settings.worker.max_attempts,
+    app = ctx.dispatcher.app
+    return ReconcileLoop(
+        runtime=ctx.runtime,
+        worker=ctx.name,
+        sender=ctx.dispatcher,
+        interval_s=interval_s,
+        jobs_queue_depth=lambda: queue_depth(app, SEGMENTATION_QUEUE),
+        deliveries_queue_depth=lambda: queue_depth(app, DELIVERY_QUEUE),
     )
-    return [job.id for job in jobs]
 
 
 # -- running a worker process ---------------------------------------------------------------
@@ -603,8 +463,7 @@ def run_worker(
     ``segmentation``: solo pool (the job runs in this process, one at a time; the model is
     loaded before the first message is taken). ``delivery``: a pool of threads.
     """
-    from unitumour_dicom.db import record_event
-    from unitumour_dicom.jobs import JobEvent
+    from unitumour_dicom.jobs.lifecycle import record_worker_started, record_worker_stopped
 
     if queue not in QUEUES:
         raise ValueError(f"unknown queue {queue!r}: use one of {', '.join(QUEUES)}")
@@ -631,15 +490,10 @@ def run_worker(
         pool, workers = "threads", concurrency or settings.worker.delivery_concurrency
     handler = _on_shutdown(ctx, settings.worker.shutdown_timeout_s)
     signals.worker_shutting_down.connect(handler, weak=False)
-    with ctx.runtime.session() as session:
-        record_event(
-            session=session,
-            event=JobEvent.WORKER_STARTED,
-            actor=ctx.name,
-            message=f"worker {ctx.name} started on the {queue} queue ({pool}, {workers})",
-            details={"queue": queue, "pool": pool, "concurrency": workers},
-        )
-    reconciler = Reconciler(ctx)
+    record_worker_started(
+        runtime=ctx.runtime, worker=ctx.name, queue=queue, pool=pool, concurrency=workers
+    )
+    reconciler = reconciler_for(ctx)
     reconciler.start()
     if beater is not None:
         beater.start()
@@ -662,43 +516,8 @@ def run_worker(
             beater.stop()
             beater.liveness.remove()
         signals.worker_shutting_down.disconnect(handler)
-        try:
-            with ctx.runtime.session() as session:
-                record_event(
-                    session=session,
-                    event=JobEvent.WORKER_STOPPED,
-                    actor=ctx.name,
-                    message=f"worker {ctx.name} stopped",
-                )
-        except Exception:
-            log.exception("could not record the worker's stop")
+        record_worker_stopped(runtime=ctx.runtime, worker=ctx.name)
     return int(worker.exitcode or 0)
-
-
-def segmentation_devices(settings: Settings) -> list[str | None]:
-    """One entry per segmentation process: the CUDA_VISIBLE_DEVICES value for each.
-
-    None means "leave the environment alone" (CPU, or a single process as configured).
-    """
-    count = settings.worker.segmentation_processes
-    device = settings.model.device.strip().lower()
-    if device == "cpu" or device.startswith("cuda:"):
-        # the CPU, or one named GPU: the processes share it as configured
-        return [None] * (count or 1)
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        gpus = [g.strip() for g in visible.split(",") if g.strip()]
-    else:
-        try:
-            import torch
-
-            gpus = [str(i) for i in range(torch.cuda.device_count())]
-        except Exception:  # pragma: no cover (torch without a working CUDA runtime)
-            gpus = []
-    if not gpus:
-        return [None] * (count or 1)
-    count = count or len(gpus)
-    return [gpus[i % len(gpus)] for i in range(count)]
 
 
 def worker_specs(
@@ -709,10 +528,12 @@ def worker_specs(
 ) -> list[Any]:
     """Child processes of ``unitumour worker``: segmentation per GPU, one delivery pool."""
     from unitumour_dicom.jobs.supervisor import ChildSpec
+    from unitumour_dicom.model.device import segmentation_devices
 
     specs = []
     if SEGMENTATION_QUEUE in queues:
-        for index, gpu in enumerate(segmentation_devices(settings)):
+        gpus = segmentation_devices(settings.model.device, settings.worker.segmentation_processes)
+        for index, gpu in enumerate(gpus):
             env = {} if gpu is None else {"CUDA_VISIBLE_DEVICES": gpu}
             specs.append(
                 ChildSpec(

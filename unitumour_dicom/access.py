@@ -1,7 +1,7 @@
 """The access audit: every time a person sees patient data, one audit row says who, what,
 when and from where (design rule 7: every access to patient data is on record).
 
-One function, :func:`record_access`, and one event code, :attr:`AccessEvent.VIEWED`, for
+One function, :func:`record_access`, and one event code, :attr:`AuditEventName.ACCESS_VIEWED`, for
 every kind of view: a case page, its picture or viewer, its API record, the case list, and
 every DICOMweb answer (QIDO-RS search results, WADO-RS metadata, instances, frames, bulk
 data). One request is one row. A viewer asks for hundreds of tiles a minute, so frame and
@@ -22,13 +22,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 from urllib.parse import quote, unquote_plus
 
 from sqlalchemy.orm import Session
 
-from .db import AuditEvent, record_event
+from .db import AuditEvent, AuditEventName, record_event
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +35,6 @@ log = logging.getLogger(__name__)
 MAX_LISTED = 1000
 #: The replacement of a patient identifier in a logged query string.
 REDACTED = "REDACTED"
-
-
-class AccessEvent(StrEnum):
-    """Audit event codes of the access audit (``<subject>.<what happened>``)."""
-
-    #: A user saw patient data (a page, a picture, an API record, a DICOMweb answer).
-    VIEWED = "access.viewed"
 
 
 @dataclass(frozen=True)
@@ -129,7 +121,7 @@ def record_access(
         details.update(target.extra)
     return record_event(
         session=session,
-        event=AccessEvent.VIEWED,
+        event=AuditEventName.ACCESS_VIEWED,
         message=f"{actor} viewed {target.what} from {source or 'an unknown address'}",
         actor=actor,
         slide_id=slide_ids[0] if len(slide_ids) == 1 else None,
@@ -196,7 +188,6 @@ def install_access_log_redaction(logger_name: str = "uvicorn.access") -> None:
 
 __all__ = [
     "AccessCoalescer",
-    "AccessEvent",
     "AccessTarget",
     "RedactQueryFilter",
     "install_access_log_redaction",

@@ -55,3 +55,12 @@ class DeliveryError(UniTumourError):
 
 class JobError(UniTumourError):
     """A job cannot run or cannot be recorded."""
+
+
+class NotFoundError(UniTumourError, LookupError):
+    """No row with the id asked for (or none in the case named with it)."""
+
+
+class ConflictError(UniTumourError):
+    """A state change that does not fit the row's current state (a job of the case is still
+    running, a delivery is being sent right now); nothing was changed."""

@@ -20,7 +20,7 @@ from enum import StrEnum
 from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from .db import LoginSession, User, record_event, rowcount
+from .db import AuditEventName, LoginSession, User, compare_and_set, record_event, rowcount
 
 #: Random bytes in a session token (256 bits, url-safe base64 in the cookie).
 TOKEN_BYTES = 32
@@ -39,15 +39,6 @@ class EndReason(StrEnum):
     PASSWORD_SET = "password_set"  # noqa: S105 (a reason, not a password)
     ROLE_SET = "role_set"
     USER_DISABLED = "user_disabled"
-
-
-class SessionEvent(StrEnum):
-    """Audit event codes of sessions (log-in itself is ``user.login``, in users.py)."""
-
-    #: One session ended (log-out, or an admin ended it); details: session id, reason.
-    SESSION_ENDED = "user.session_ended"
-    #: Every open session of a user ended (admin, password or role change, disabled).
-    SESSIONS_ENDED = "user.sessions_ended"
 
 
 def token_digest(token: str) -> str:
@@ -156,12 +147,14 @@ def end_session(
 ) -> LoginSession | None:
     """End one open session (log-out; an admin); None when it is not open (any more)."""
     now = _now(now)
-    ended = session.execute(
-        update(LoginSession)
-        .where(LoginSession.id == session_id, *_open(now))
-        .values(ended_at=now, end_reason=reason.value)
+    ended = compare_and_set(
+        session,
+        LoginSession,
+        session_id,
+        where=list(_open(now)),
+        values={"ended_at": now, "end_reason": reason.value},
     )
-    if rowcount(ended) != 1:
+    if not ended:
         return None
     row = session.get(LoginSession, session_id)
     assert row is not None
@@ -169,7 +162,7 @@ def end_session(
     username = row.user.username
     record_event(
         session=session,
-        event=SessionEvent.SESSION_ENDED,
+        event=AuditEventName.USER_SESSION_ENDED,
         message=f"session {session_id} of user {username} ended ({reason.value})",
         actor=actor,
         details={"session_id": session_id, "username": username, "reason": reason.value},
@@ -199,7 +192,7 @@ def end_user_sessions(
         return 0
     record_event(
         session=session,
-        event=SessionEvent.SESSIONS_ENDED,
+        event=AuditEventName.USER_SESSIONS_ENDED,
         message=f"{count} session(s) of user {user.username} ended ({reason.value})",
         actor=actor,
         details={"user_id": user.id, "username": user.username, "count": count,
@@ -221,7 +214,6 @@ def purge_sessions(*, session: Session, now: datetime | None = None) -> int:
 
 __all__ = [
     "EndReason",
-    "SessionEvent",
     "end_session",
     "end_user_sessions",
     "find_session",

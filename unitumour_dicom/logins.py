@@ -25,13 +25,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from .config.sections import WebSettings
-from .db import LoginThrottle, User, record_event, rowcount
+from .db import AuditEventName, LoginThrottle, User, record_event, rowcount
 from .login_sessions import purge_sessions, start_session
 from .runtime import Runtime
 from .users import authenticate
-
-#: Audit event of a log-in refused by the lock-out (the password was not checked).
-LOGIN_LOCKED = "user.login_locked"
 
 
 @dataclass(frozen=True)
@@ -135,7 +132,7 @@ def log_in(
         if not reserved:
             record_event(
                 session=db,
-                event=LOGIN_LOCKED,
+                event=AuditEventName.USER_LOGIN_LOCKED,
                 message=f"log-in as {username[:64]!r} refused: too many failed attempts",
                 actor=username[:64],
                 details={"source": remote_addr},
@@ -160,7 +157,6 @@ def log_in(
 
 
 __all__ = [
-    "LOGIN_LOCKED",
     "LoginLimits",
     "LoginOutcome",
     "clear_failures",

@@ -29,13 +29,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .db import (
+    AuditEventName,
     Delivery,
     DeliveryState,
     Instance,
@@ -45,8 +45,8 @@ from .db import (
     Result,
     Slide,
     SlideState,
+    compare_and_set,
     record_event,
-    rowcount,
 )
 from .db.types import utcnow
 from .errors import StoreError, UniTumourError
@@ -58,13 +58,6 @@ log = logging.getLogger(__name__)
 FINISHED_DELIVERY_STATES = frozenset({DeliveryState.DELIVERED, DeliveryState.FAILED})
 #: Job states that mean the slide's files are, or are about to be, read.
 ACTIVE_JOB_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
-
-
-class RetentionEvent(StrEnum):
-    """Audit event codes that retention writes."""
-
-    #: A slide's received instance files were removed; rows, results and provenance kept.
-    SLIDE_PURGED = "slide.purged"
 
 
 class RetentionError(UniTumourError):
@@ -201,19 +194,15 @@ def _purge_rows(
         # Compare-and-set on what was just judged. On SQLite this write takes the database's
         # write lock, so the second look below reads the newest committed state and nothing
         # changes it until we commit; on PostgreSQL the row lock above does that.
-        claimed = rowcount(
-            session.execute(
-                update(Slide)
-                .where(
-                    Slide.id == slide_id,
-                    Slide.state == SlideState.SETTLED,
-                    Slide.last_received_at == seen_last,
-                )
-                .values(state=SlideState.PURGED)
-                .execution_options(synchronize_session=False)
-            )
+        claimed = compare_and_set(
+            session,
+            Slide,
+            slide_id,
+            state=SlideState.SETTLED,
+            where=[Slide.last_received_at == seen_last],
+            values={"state": SlideState.PURGED},
         )
-        if claimed != 1:
+        if not claimed:
             session.rollback()
             return None, SlideKept(slide_id, series_uid, "changed meanwhile"), []
         reason = _work_in_hand(session, slide_id)
@@ -236,7 +225,7 @@ def _purge_rows(
             )
         record_event(
             session=session,
-            event=RetentionEvent.SLIDE_PURGED,
+            event=AuditEventName.SLIDE_PURGED,
             message=(
                 f"received files of series {slide.series_instance_uid} purged: "
                 f"{len(instances)} instances, {size} bytes; results and provenance kept"

@@ -17,7 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .db import User, UserRole, record_event
+from .db import AuditEventName, User, UserRole, record_event
 from .errors import UniTumourError
 from .login_sessions import EndReason, end_user_sessions
 
@@ -102,7 +102,7 @@ def add_user(
     session.flush()
     record_event(
         session=session,
-        event="user.added",
+        event=AuditEventName.USER_ADDED,
         message=f"user {username} added with role {role.value}",
         actor=actor,
         details={"user_id": user.id, "username": username, "role": role.value},
@@ -124,7 +124,7 @@ def set_password(
     user.password_hash = hash_password(password)
     record_event(
         session=session,
-        event="user.password_set",
+        event=AuditEventName.USER_PASSWORD_SET,
         message=f"password of user {username} changed",
         actor=actor,
         details={"user_id": user.id, "username": username},
@@ -142,7 +142,7 @@ def set_role(
     user.role = new_role.value
     record_event(
         session=session,
-        event="user.role_set",
+        event=AuditEventName.USER_ROLE_SET,
         message=f"role of user {username} changed from {old_role} to {new_role.value}",
         actor=actor,
         details={"user_id": user.id, "username": username, "from": old_role, "to": new_role},
@@ -159,7 +159,7 @@ def set_active(*, session: Session, username: str, active: bool, actor: str | No
     verb = "enabled" if active else "disabled"
     record_event(
         session=session,
-        event=f"user.{verb}",
+        event=AuditEventName.USER_ENABLED if active else AuditEventName.USER_DISABLED,
         message=f"user {username} {verb}",
         actor=actor,
         details={"user_id": user.id, "username": username},
@@ -194,7 +194,7 @@ def authenticate(
     if not ok or user is None:
         record_event(
             session=session,
-            event="user.login_failed",
+            event=AuditEventName.USER_LOGIN_FAILED,
             message=f"failed log-in as {username[:64]!r}",
             actor=username[:64],
             details=details,
@@ -205,7 +205,7 @@ def authenticate(
     user.last_login_at = datetime.now(UTC)
     record_event(
         session=session,
-        event="user.login",
+        event=AuditEventName.USER_LOGIN,
         message=f"user {user.username} logged in",
         actor=user.username,
         details=details,

@@ -12,8 +12,8 @@ from fastapi import Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from unitumour_dicom.access import AccessCoalescer, AccessEvent, AccessTarget, record_access
-from unitumour_dicom.db import AuditEvent
+from unitumour_dicom.access import AccessCoalescer, AccessTarget, record_access
+from unitumour_dicom.db import AuditEvent, AuditEventName
 from unitumour_dicom.dicomweb import Seen
 
 from . import schemas
@@ -104,7 +104,7 @@ def access_log(
     """Who looked at the case: its access rows, newest first."""
     rows = db.scalars(
         select(AuditEvent)
-        .where(AuditEvent.slide_id == slide_id, AuditEvent.event == AccessEvent.VIEWED)
+        .where(AuditEvent.slide_id == slide_id, AuditEvent.event == AuditEventName.ACCESS_VIEWED)
         .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
         .limit(limit)
     )

@@ -6,10 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
+from unitumour_dicom import deliver, jobs
+from unitumour_dicom.db.types import utcnow
+
 from . import actions, cases, schemas
 from .access_audit import access_log, audit_access, case_list_target, case_target
+from .auth_flow import attempt_login, log_out
 from .deps import ApiAdmin, ApiUser, ApiUserCsrf, Ctx, Db, Id
-from .pages import attempt_login, filters_from_query, log_out, overlay_response
+from .overlay import overlay_response
 from .security import request_session
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -90,7 +94,7 @@ def list_cases(
 ) -> schemas.CasePage:
     """Cases (one per slide), newest first, filtered and paged."""
     try:
-        filters = filters_from_query(
+        filters = cases.filters_from_query(
             q, patient_id, accession_number, study_date_from, study_date_to, state,
             source_ae, model_id, page, page_size,
         )  # fmt: skip
@@ -141,7 +145,7 @@ def models(db: Db, user: ApiUser) -> list[schemas.ModelCardOut]:
 def rerun_job(ctx: Ctx, user: ApiAdmin, job_id: Id) -> schemas.ActionOut:
     """Queue a new job that supersedes this one (admin; audited)."""
     with ctx.runtime.session() as db:
-        job = actions.rerun_job(session=db, job_id=job_id, username=user.username)
+        job = jobs.rerun_job(session=db, job_id=job_id, actor=user.username)
         new_id = job.id
     dispatched = actions.dispatch(ctx.dispatch_job, new_id, "job")
     return schemas.ActionOut(
@@ -155,11 +159,13 @@ def rerun_job(ctx: Ctx, user: ApiAdmin, job_id: Id) -> schemas.ActionOut:
 def resend_delivery(ctx: Ctx, user: ApiAdmin, delivery_id: Id) -> schemas.ActionOut:
     """Send a delivery again, now (admin; audited)."""
     with ctx.runtime.session() as db:
-        actions.resend_delivery(
+        deliver.resend_delivery(
             session=db,
             delivery_id=delivery_id,
-            username=user.username,
+            actor=user.username,
             settings=ctx.settings.delivery,
+            now=utcnow(),
+            force=True,  # the admin's button: a delivered result is sent again
         )
     dispatched = actions.dispatch(ctx.dispatch_delivery, delivery_id, "delivery")
     return schemas.ActionOut(

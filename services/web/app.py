@@ -25,15 +25,21 @@ from unitumour_dicom import __version__
 from unitumour_dicom.access import AccessCoalescer, install_access_log_redaction
 from unitumour_dicom.config import Settings
 from unitumour_dicom.dicomweb import DicomWeb, DicomWebError
+from unitumour_dicom.errors import ConflictError, NotFoundError
 from unitumour_dicom.runtime import Runtime
 
 from . import api, dicomweb_routes, ops, pages, sessions_admin
-from .actions import ConflictError
-from .cases import NotFoundError
 from .deps import LoginRequired, WebContext
 from .metrics import ServiceCollector
 from .pictures import PictureCache, PictureError
-from .security import COOKIE_NAME, SessionCodec, load_secret_key, request_session
+from .security import (
+    CONTENT_SECURITY_POLICY,
+    COOKIE_NAME,
+    VIEWER_CONTENT_SECURITY_POLICY,
+    SessionCodec,
+    load_secret_key,
+    request_session,
+)
 from .validation import validation_error
 from .viewer_assets import CLIENT, VIEWER, ViewerAssets
 
@@ -43,19 +49,6 @@ HERE = Path(__file__).parent
 mimetypes.add_type("application/wasm", ".wasm")
 mimetypes.add_type("text/javascript", ".js")
 
-#: Pages and scripts come only from us; the viewer needs WebAssembly, workers and inline
-#: styles (OpenLayers positions its layers with style attributes).
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; "
-    "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
-#: The viewer page and the viewer's own files (its decoder worker takes the CSP of its script's
-#: response): dicom-microscopy-viewer's WebAssembly codecs are emscripten builds whose glue
-#: code evaluates strings, so these, and only these, also allow 'unsafe-eval'.
-VIEWER_CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY.replace(
-    "script-src 'self' 'wasm-unsafe-eval'", "script-src 'self' 'unsafe-eval' 'wasm-unsafe-eval'"
-)
 _CACHEABLE_PREFIXES = ("/static/", "/viewer-lib/")
 _NO_COOKIE_PREFIXES = ("/static/", "/viewer-lib/", "/healthz", "/readyz", "/metrics")
 

@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, aliased, selectinload
 
-from unitumour_dicom.access import AccessEvent
 from unitumour_dicom.db import (
     Association,
     AuditEvent,
+    AuditEventName,
     Delivery,
     Job,
     JobState,
@@ -23,6 +23,7 @@ from unitumour_dicom.db import (
     Slide,
     SlideState,
 )
+from unitumour_dicom.errors import NotFoundError  # no such case, job or delivery
 
 from . import schemas
 
@@ -30,10 +31,6 @@ CASE_STATES = sorted({s.value for s in SlideState} | {s.value for s in JobState}
 MAX_PAGE_SIZE = 200
 AUDIT_LIMIT = 1000
 _DATE = re.compile(r"^\d{8}$")
-
-
-class NotFoundError(LookupError):
-    """No such case, job or delivery."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +57,39 @@ class CaseFilters:
             raise ValueError(f"state must be one of {', '.join(CASE_STATES)}")
         if self.page < 1 or not 1 <= self.page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page >= 1 and page_size in 1..{MAX_PAGE_SIZE}")
+
+
+def _normalise_date(value: str | None) -> str | None:
+    if not value:
+        return None
+    return value.replace("-", "").strip() or None
+
+
+def filters_from_query(
+    q: str | None,
+    patient_id: str | None,
+    accession_number: str | None,
+    study_date_from: str | None,
+    study_date_to: str | None,
+    state: str | None,
+    source_ae: str | None,
+    model_id: int | None,
+    page: int,
+    page_size: int,
+) -> CaseFilters:
+    """Raises ValueError with a message a person can act on."""
+    return CaseFilters(
+        q=q or None,
+        patient_id=patient_id or None,
+        accession_number=accession_number or None,
+        study_date_from=_normalise_date(study_date_from),
+        study_date_to=_normalise_date(study_date_to),
+        state=state or None,
+        source_ae=source_ae or None,
+        model_id=model_id,
+        page=page,
+        page_size=page_size,
+    )
 
 
 def _escape_like(text: str) -> str:
@@ -227,7 +257,7 @@ def case_detail(session: Session, slide_id: int) -> schemas.CaseDetail:
     audit = list(
         session.scalars(
             select(AuditEvent)
-            .where(or_(*conditions), AuditEvent.event != AccessEvent.VIEWED)
+            .where(or_(*conditions), AuditEvent.event != AuditEventName.ACCESS_VIEWED)
             .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
             .limit(AUDIT_LIMIT)
         )
@@ -259,6 +289,7 @@ __all__ = [
     "CaseFilters",
     "NotFoundError",
     "case_detail",
+    "filters_from_query",
     "latest_result",
     "list_cases",
     "list_models",

@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
-from sqlalchemy.orm import Session
+from fastapi.responses import RedirectResponse
 
-from unitumour_dicom.db import Slide
-from unitumour_dicom.login_sessions import EndReason, end_session
-from unitumour_dicom.logins import log_in
+from unitumour_dicom import deliver, jobs
+from unitumour_dicom.db.types import utcnow
 
 from . import actions, cases
 from .access_audit import access_log, audit_access, case_list_target, case_target
-from .deps import Ctx, Db, Id, PageUser, WebContext, check_form_csrf, optional_user
-from .pictures import case_overlay_png
+from .auth_flow import attempt_login, log_out
+from .deps import Ctx, Db, Id, PageUser, check_form_csrf, optional_user
+from .overlay import overlay_response
+from .rendering import render
 from .security import (
+    VIEWER_CONTENT_SECURITY_POLICY,
     AuthUser,
-    WebSession,
-    logged_in_session,
-    replace_session,
-    request_session,
     safe_next,
 )
 
@@ -33,54 +30,6 @@ _MESSAGES = {
     "rerun": "A new job was queued to re-run this case.",
     "resend": "The delivery was set to be sent again.",
 }
-
-
-def render(
-    request: Request,
-    ctx: WebContext,
-    name: str,
-    user: AuthUser | None,
-    status_code: int = 200,
-    **values: Any,
-) -> HTMLResponse:
-    session = request_session(request)
-    html = ctx.templates.get_template(name).render(
-        user=user, csrf_token=session.csrf, path=request.url.path, **values
-    )
-    return HTMLResponse(html, status_code)
-
-
-def _normalise_date(value: str | None) -> str | None:
-    if not value:
-        return None
-    return value.replace("-", "").strip() or None
-
-
-def filters_from_query(
-    q: str | None,
-    patient_id: str | None,
-    accession_number: str | None,
-    study_date_from: str | None,
-    study_date_to: str | None,
-    state: str | None,
-    source_ae: str | None,
-    model_id: int | None,
-    page: int,
-    page_size: int,
-) -> cases.CaseFilters:
-    """Raises ValueError with a message a person can act on."""
-    return cases.CaseFilters(
-        q=q or None,
-        patient_id=patient_id or None,
-        accession_number=accession_number or None,
-        study_date_from=_normalise_date(study_date_from),
-        study_date_to=_normalise_date(study_date_to),
-        state=state or None,
-        source_ae=source_ae or None,
-        model_id=model_id,
-        page=page,
-        page_size=page_size,
-    )
 
 
 # -- log-in ------------------------------------------------------------------------------
@@ -96,50 +45,6 @@ def login_form(
     if optional_user(request, ctx) is not None:
         return RedirectResponse(safe_next(next), status_code=303)
     return render(request, ctx, "login.html", None, next=safe_next(next), error=None)
-
-
-def attempt_login(
-    request: Request, ctx: WebContext, username: str, password: str
-) -> tuple[AuthUser | None, str | None]:
-    """(user, None) on success, else (None, why), with a new session and cookie on success.
-
-    The lock-out, the password check and the session are unitumour_dicom.logins.log_in's.
-    """
-    outcome = log_in(
-        ctx.runtime,
-        username=username,
-        password=password,
-        remote_addr=request.client.host if request.client else None,
-        user_agent=request.headers.get("user-agent"),
-    )
-    if outcome.locked:
-        return None, (
-            f"Too many failed log-ins for this user; try again in "
-            f"{ctx.settings.web.lockout_minutes:g} minutes."
-        )
-    if outcome.user is None or outcome.token is None:
-        return None, "Wrong user name or password, or the user is disabled."
-    replace_session(request, logged_in_session(outcome.token))
-    user = outcome.user
-    auth = AuthUser(
-        id=user.id, username=user.username, role=user.role, session_id=outcome.session_id
-    )
-    request.state.auth_user = auth
-    return auth, None
-
-
-def log_out(request: Request, ctx: WebContext) -> None:
-    """End the request's server-side session (every copy of its cookie stops working) and
-    send an anonymous cookie in its place."""
-    user = optional_user(request, ctx)
-    if user is not None and user.session_id is not None:
-        with ctx.runtime.session() as db:
-            end_session(
-                session=db, session_id=user.session_id, reason=EndReason.LOGOUT,
-                actor=user.username,
-            )  # fmt: skip
-    replace_session(request, WebSession())
-    request.state.auth_user = None
 
 
 @router.post("/login")
@@ -198,7 +103,7 @@ def case_list(
     error = None
     try:
         model = int(model_id) if model_id else None
-        filters = filters_from_query(
+        filters = cases.filters_from_query(
             q, patient_id, accession_number, study_date_from, study_date_to, state,
             source_ae, model, page, page_size,
         )  # fmt: skip
@@ -261,28 +166,6 @@ def case_picture(request: Request, ctx: Ctx, db: Db, user: PageUser, slide_id: I
     return overlay_response(request, ctx, db, user, slide_id)
 
 
-def overlay_response(
-    request: Request, ctx: WebContext, db: Session, user: AuthUser, slide_id: int
-) -> Response:
-    """The case picture (page and API), its access recorded (a 304 included: the browser
-    shows its copy)."""
-    png, etag = case_overlay_png(
-        session=db,
-        store=ctx.runtime.store,
-        slide_id=slide_id,
-        cache=ctx.pictures,
-        max_pixels=ctx.settings.web.thumbnail_pixels,
-    )
-    slide = db.get(Slide, slide_id)
-    if slide is not None:
-        audit_access(request, db, user, case_target("case.picture", "the picture", slide))
-    quoted = f'"{etag}"'
-    headers = {"ETag": quoted, "Cache-Control": "private, no-cache"}
-    if request.headers.get("if-none-match") == quoted:
-        return Response(status_code=304, headers=headers)
-    return Response(png, media_type="image/png", headers=headers)
-
-
 @router.get("/cases/{slide_id}/viewer")
 def viewer_page(request: Request, ctx: Ctx, db: Db, user: PageUser, slide_id: Id) -> Response:
     slide = cases.load_slide(db, slide_id)
@@ -298,8 +181,6 @@ def viewer_page(request: Request, ctx: Ctx, db: Db, user: PageUser, slide_id: Id
         viewer_missing=ctx.viewer.missing,
         viewer_root=str(ctx.viewer.root),
     )
-    from .app import VIEWER_CONTENT_SECURITY_POLICY
-
     response.headers["Content-Security-Policy"] = VIEWER_CONTENT_SECURITY_POLICY
     return response
 
@@ -324,9 +205,7 @@ def rerun_form(
     _admin_only(user)
     check_form_csrf(request, csrf_token)
     with ctx.runtime.session() as db:
-        job = actions.rerun_job(
-            session=db, job_id=job_id, username=user.username, slide_id=slide_id
-        )
+        job = jobs.rerun_job(session=db, job_id=job_id, actor=user.username, slide_id=slide_id)
         new_id = job.id
     actions.dispatch(ctx.dispatch_job, new_id, "job")
     return RedirectResponse(f"/cases/{slide_id}?done=rerun#jobs", status_code=303)
@@ -344,11 +223,13 @@ def resend_form(
     _admin_only(user)
     check_form_csrf(request, csrf_token)
     with ctx.runtime.session() as db:
-        actions.resend_delivery(
+        deliver.resend_delivery(
             session=db,
             delivery_id=delivery_id,
-            username=user.username,
+            actor=user.username,
             settings=ctx.settings.delivery,
+            now=utcnow(),
+            force=True,  # the admin's button: a delivered result is sent again
             slide_id=slide_id,
         )
     actions.dispatch(ctx.dispatch_delivery, delivery_id, "delivery")

@@ -34,6 +34,21 @@ CSRF_FIELD = "csrf_token"
 SECRET_FILE = "web-secret.key"  # noqa: S105 (a file name, not a secret)
 
 
+#: Pages and scripts come only from us; the viewer needs WebAssembly, workers and inline
+#: styles (OpenLayers positions its layers with style attributes).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+#: The viewer page and the viewer's own files (its decoder worker takes the CSP of its script's
+#: response): dicom-microscopy-viewer's WebAssembly codecs are emscripten builds whose glue
+#: code evaluates strings, so these, and only these, also allow 'unsafe-eval'.
+VIEWER_CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY.replace(
+    "script-src 'self' 'wasm-unsafe-eval'", "script-src 'self' 'unsafe-eval' 'wasm-unsafe-eval'"
+)
+
+
 def load_secret_key(settings: Settings) -> str:
     """The configured key, or one made once and kept (mode 0600) in the data directory, so
     sessions survive restarts and every web process on the host shares it."""

@@ -19,7 +19,7 @@ from unitumour_dicom.db import LoginSession
 from unitumour_dicom.login_sessions import EndReason, end_session, list_sessions
 
 from .deps import ApiAdmin, ApiAdminRead, Ctx, Id, PageUser, WebContext, check_form_csrf
-from .pages import render
+from .rendering import render
 from .security import AuthUser
 
 router = APIRouter(tags=["sessions"])

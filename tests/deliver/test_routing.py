@@ -11,8 +11,8 @@ from sqlalchemy import select
 from unitumour_dicom.config.sections import CallerRule
 from unitumour_dicom.db import AuditEvent, Delivery, DeliveryState, Result
 from unitumour_dicom.db.types import utcnow
-from unitumour_dicom.deliver import backoff_delay_s, plan_deliveries, retry_delivery, route
-from unitumour_dicom.errors import DeliveryError
+from unitumour_dicom.deliver import backoff_delay_s, plan_deliveries, resend_delivery, route
+from unitumour_dicom.errors import ConflictError, DeliveryError
 
 from .conftest import delivery_settings, destination, make_result
 
@@ -124,15 +124,14 @@ def test_retry_makes_a_failed_delivery_due_again(sqlite_runtime) -> None:
         delivery.state = DeliveryState.FAILED
         delivery.next_attempt_at = None
         later = now + timedelta(days=3)
-        retry_delivery(
-            session=session, delivery=delivery, settings=settings, now=later, actor="ops"
-        )
+        again = {"session": session, "delivery_id": delivery.id, "settings": settings}
+        resend_delivery(**again, now=later, actor="ops")
         assert delivery.state == DeliveryState.PENDING and delivery.next_attempt_at == later
         assert delivery.give_up_at == later + timedelta(seconds=settings.max_age_s)
         delivery.state = DeliveryState.DELIVERED
-        with pytest.raises(DeliveryError, match="use --force"):
-            retry_delivery(session=session, delivery=delivery, settings=settings, now=later)
-        retry_delivery(session=session, delivery=delivery, settings=settings, now=later, force=True)
+        with pytest.raises(ConflictError, match="use --force"):
+            resend_delivery(**again, now=later, actor="ops")
+        resend_delivery(**again, now=later, actor="ops", force=True)
         assert delivery.state == DeliveryState.PENDING
 
 

@@ -14,12 +14,11 @@ from unitumour_services.worker import (
     DELIVERY_QUEUE,
     SEGMENT_TASK,
     SEGMENTATION_QUEUE,
-    Reconciler,
     bind_context,
     celery_config,
     create_celery_app,
     queue_depth,
-    segmentation_devices,
+    reconciler_for,
     worker_config,
     worker_specs,
 )
@@ -104,13 +103,13 @@ def test_the_reconcile_sends_back_a_job_whose_worker_died(runtime):
             lease_seconds=300,
             max_attempts=3,
         )
-    counts = Reconciler(ctx).run_once()
+    counts = reconciler_for(ctx).run_once()
     assert counts["expired_requeued"] == 1 and counts["jobs_to_dispatch"] == 1
     assert messages(runtime.settings) == [(SEGMENTATION_QUEUE, SEGMENT_TASK, [job_id])]
     with runtime.session() as session:
         assert session.get(Job, job_id).state == "queued"
     # nothing left to do: the next pass sends nothing more
-    assert Reconciler(ctx).run_once()["jobs_to_dispatch"] == 0
+    assert reconciler_for(ctx).run_once()["jobs_to_dispatch"] == 0
     assert len(messages(runtime.settings)) == 1
 
 
@@ -118,7 +117,6 @@ def test_the_reconcile_sends_back_a_job_whose_worker_died(runtime):
 def test_one_segmentation_process_per_visible_gpu(tmp_path, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
     settings = load_settings(data_dir=tmp_path)
-    assert segmentation_devices(settings) == ["2", "3"]
     specs = worker_specs(settings, cli_prefix=["unitumour"])
     assert [(s.name, dict(s.env)) for s in specs] == [
         ("segmentation-0", {"CUDA_VISIBLE_DEVICES": "2"}),
@@ -127,13 +125,13 @@ def test_one_segmentation_process_per_visible_gpu(tmp_path, monkeypatch):
     ]
     assert specs[1].argv == ["unitumour", "worker", "--queue", "segmentation", "--index", "1"]
     three = load_settings(data_dir=tmp_path, worker={"segmentation_processes": 3})
-    assert segmentation_devices(three) == ["2", "3", "2"]
+    assert [dict(s.env) for s in worker_specs(three, cli_prefix=["u"])][:3] == [
+        {"CUDA_VISIBLE_DEVICES": "2"},
+        {"CUDA_VISIBLE_DEVICES": "3"},
+        {"CUDA_VISIBLE_DEVICES": "2"},
+    ]
     cpu = load_settings(data_dir=tmp_path, model={"device": "cpu"})
-    assert segmentation_devices(cpu) == [None]
-    named = load_settings(data_dir=tmp_path, model={"device": "cuda:1"})
-    assert segmentation_devices(named) == [None]  # one named GPU: not split by process
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert segmentation_devices(settings) == [None]  # no GPU visible: one CPU process
+    assert [s.name for s in worker_specs(cpu, cli_prefix=["u"])] == ["segmentation-0", "delivery"]
 
 
 def _negotiated_heartbeats() -> dict[int, int]:

@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from unitumour_services.web import create_app
 
-from unitumour_dicom.access import AccessCoalescer, AccessEvent
+from unitumour_dicom.access import AccessCoalescer
 from unitumour_dicom.config import Settings
-from unitumour_dicom.db import AuditEvent
+from unitumour_dicom.db import AuditEvent, AuditEventName
 from unitumour_dicom.runtime import Runtime
 from unitumour_dicom.synthetic import PhantomSlide
 
@@ -37,7 +37,7 @@ def access_rows(runtime: Runtime) -> list[AuditEvent]:
         rows = list(
             db.scalars(
                 select(AuditEvent)
-                .where(AuditEvent.event == AccessEvent.VIEWED)
+                .where(AuditEvent.event == AuditEventName.ACCESS_VIEWED)
                 .order_by(AuditEvent.id)
             )
         )
@@ -188,7 +188,7 @@ def test_case_page_lists_who_looked_at_it(
     ]
     assert all(a["source"] == "testclient" for a in record["access"])
     # the case's other audit events stay readable: accesses are listed apart
-    assert AccessEvent.VIEWED not in {e["event"] for e in record["audit"]}
+    assert AuditEventName.ACCESS_VIEWED not in {e["event"] for e in record["audit"]}
 
 
 def test_a_search_records_every_case_it_showed(
@@ -219,7 +219,8 @@ def test_a_search_records_every_case_it_showed(
     with web_runtime.session() as db:
         n = db.scalar(
             select(func.count()).where(
-                AuditEvent.event == AccessEvent.VIEWED, AuditEvent.slide_id == other.slide_id
+                AuditEvent.event == AuditEventName.ACCESS_VIEWED,
+                AuditEvent.slide_id == other.slide_id,
             )
         )
     assert n == 1

@@ -18,8 +18,7 @@ from PIL import Image
 from scipy import ndimage
 from sqlalchemy import select
 
-from unitumour_dicom.access import AccessEvent
-from unitumour_dicom.db import AuditEvent
+from unitumour_dicom.db import AuditEvent, AuditEventName
 from unitumour_dicom.runtime import Runtime
 from unitumour_dicom.synthetic import PhantomSlide
 
@@ -193,7 +192,9 @@ def test_pathologist_sees_the_sent_seg_over_the_slide(
     # everything the pathologist saw is on record, the viewer's DICOMweb requests included
     # (its ICC profile through the root-relative BulkDataURI of the metadata)
     with web_runtime.session() as db:
-        rows = list(db.scalars(select(AuditEvent).where(AuditEvent.event == AccessEvent.VIEWED)))
+        rows = list(
+            db.scalars(select(AuditEvent).where(AuditEvent.event == AuditEventName.ACCESS_VIEWED))
+        )
         views = {r.details["view"] for r in rows if r.actor == "vic"}
     assert views >= {
         "cases.list", "case.page", "case.picture", "case.viewer", "dicomweb.metadata",

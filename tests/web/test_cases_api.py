@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from unitumour_dicom.config import Settings
-from unitumour_dicom.db import AuditEvent, Delivery, Job, Slide
+from unitumour_dicom.db import AuditEvent, AuditEventName, Delivery, Job, Slide
 from unitumour_dicom.runtime import Runtime
 from unitumour_dicom.synthetic import PhantomSlide
 
@@ -142,7 +142,9 @@ def test_rerun_supersedes_audits_and_dispatches(
         assert job is not None
         assert (job.state, job.reason, job.supersedes_job_id) == ("queued", "re-run by ada", old)
         assert db.get(Job, old).state == "superseded"  # type: ignore[union-attr]
-        event = db.scalars(select(AuditEvent).where(AuditEvent.event == "job.rerun")).one()
+        event = db.scalars(
+            select(AuditEvent).where(AuditEvent.event == AuditEventName.JOB_RERUN)
+        ).one()
         assert event.actor == "ada" and event.job_id == new and event.slide_id == case.slide_id
         assert event.details["previous_state"] == "succeeded"  # type: ignore[index]
     again = client.post(f"/api/jobs/{new}/rerun", headers={"X-CSRF-Token": csrf})
@@ -177,7 +179,9 @@ def test_resend_makes_delivery_due_now_with_audit(
         assert d is not None and d.state == "pending"
         assert d.next_attempt_at is not None and d.give_up_at is not None
         assert d.give_up_at > d.next_attempt_at
-        event = db.scalars(select(AuditEvent).where(AuditEvent.event == "delivery.resend")).one()
+        event = db.scalars(
+            select(AuditEvent).where(AuditEvent.event == AuditEventName.DELIVERY_RETRY_REQUESTED)
+        ).one()
         assert event.delivery_id == failed and "was failed" in event.message
     assert (
         client.post("/api/deliveries/999999/resend", headers={"X-CSRF-Token": csrf}).status_code

@@ -114,38 +114,33 @@ def retry(
         bool, typer.Option("--send-now", help="Try at once here instead of leaving it due.")
     ] = False,
 ) -> None:
-    """Make a failed (or pending) delivery due now, with a fresh maximum age."""
+    """Make a failed (or pending) delivery due now, with a fresh maximum age (the web app's
+    re-send does the same, through the same library function)."""
     from ..db import Delivery, DeliveryState
     from ..db.types import utcnow
-    from ..deliver import attempt_delivery, retry_delivery
-    from ..errors import DeliveryError
+    from ..deliver import deliver_one, resend_delivery
+    from ..errors import UniTumourError
+    from ..jobs import worker_name
 
     runtime = run_guarded(state.runtime)
-    settings = runtime.settings.delivery
     with runtime.session() as session:
-        delivery = session.get(Delivery, delivery_id)
-        if delivery is None:
-            fail(f"no delivery {delivery_id}")
-        now = utcnow()
         try:
-            retry_delivery(
+            resend_delivery(
                 session=session,
-                delivery=delivery,
-                settings=settings,
-                now=now,
+                delivery_id=delivery_id,
+                settings=runtime.settings.delivery,
+                now=utcnow(),
                 actor="cli",
                 force=force,
             )
-        except DeliveryError as exc:
+        except UniTumourError as exc:
             fail(str(exc))
-        if send_now:
-            attempt_delivery(
-                session=session,
-                delivery=delivery,
-                store=runtime.store,
-                settings=settings,
-                now=now,
-            )
+    if send_now:
+        # the sender's own path: claimed first, so a worker's sender cannot try it meanwhile
+        deliver_one(delivery_id, runtime=runtime, worker=worker_name("cli"))
+    with runtime.session() as session:
+        delivery = session.get(Delivery, delivery_id)
+        assert delivery is not None
         outcome = _row(delivery)
     if not send_now:
         typer.echo(f"delivery {delivery_id} to {outcome['destination']} is due now")

@@ -1,8 +1,10 @@
 """Database: models, sessions, migrations and the audit log."""
 
 from .audit import record_event
+from .cas import compare_and_set
 from .enums import (
     AssociationState,
+    AuditEventName,
     DeliveryState,
     InstanceState,
     JobState,
@@ -32,6 +34,7 @@ __all__ = [
     "Association",
     "AssociationState",
     "AuditEvent",
+    "AuditEventName",
     "Base",
     "ConvertedFile",
     "Delivery",
@@ -50,6 +53,7 @@ __all__ = [
     "SlideState",
     "User",
     "UserRole",
+    "compare_and_set",
     "dispose_engines",
     "get_engine",
     "make_engine",

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from .enums import AuditEventName
 from .models import AuditEvent
 
 log = logging.getLogger(__name__)
@@ -15,7 +16,7 @@ log = logging.getLogger(__name__)
 def record_event(
     *,
     session: Session,
-    event: str,
+    event: AuditEventName,
     message: str,
     actor: str | None = None,
     association_id: int | None = None,
@@ -24,7 +25,8 @@ def record_event(
     delivery_id: int | None = None,
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Add one audit row; the event code comes from the catalogue in ``events.py``."""
+    """Add one audit row; the event code is a member of :class:`AuditEventName`, the one
+    catalogue (a test holds every caller to it)."""
     row = AuditEvent(
         event=event,
         message=message,

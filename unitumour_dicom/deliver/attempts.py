@@ -15,8 +15,15 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from ..config.sections import DeliverySettings, TLSSettings
-from ..db import Delivery, DeliveryAttempt, DeliveryState, record_event
-from ..errors import DeliveryError, IntegrityError, StoreError
+from ..db import (
+    AuditEventName,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+    compare_and_set,
+    record_event,
+)
+from ..errors import ConflictError, DeliveryError, IntegrityError, NotFoundError, StoreError
 from ..store import FileStore
 from .scu import Destination, SendReport, send_instances
 
@@ -102,7 +109,7 @@ def attempt_delivery(
     }
     record_event(
         session=session,
-        event="delivery.attempt",
+        event=AuditEventName.DELIVERY_ATTEMPT,
         message=(
             f"delivery {delivery.id} of result {delivery.result_id} to {where}, try "
             f"{delivery.attempts}: " + ("sent" if report.ok else f"failed: {report.error}")
@@ -117,7 +124,7 @@ def attempt_delivery(
         delivery.next_attempt_at = None
         record_event(
             session=session,
-            event="delivery.delivered",
+            event=AuditEventName.DELIVERY_DELIVERED,
             message=f"delivery {delivery.id}: result {delivery.result_id} is at {where}",
             job_id=delivery.result.job_id if delivery.result else None,
             delivery_id=delivery.id,
@@ -129,7 +136,7 @@ def attempt_delivery(
         why = "refused for good" if report.permanent else "older than the maximum age"
         record_event(
             session=session,
-            event="delivery.failed",
+            event=AuditEventName.DELIVERY_FAILED,
             message=(
                 f"delivery {delivery.id} to {where} failed after {delivery.attempts} tries "
                 f"({why}): {report.error}"
@@ -179,34 +186,68 @@ def _send(delivery: Delivery, store: FileStore, settings: DeliverySettings) -> S
         return SendReport().fail(str(exc), permanent=True)
 
 
-def retry_delivery(
+def resend_delivery(
     *,
     session: Session,
-    delivery: Delivery,
+    delivery_id: int,
     settings: DeliverySettings,
     now: datetime,
-    actor: str | None = None,
+    actor: str,
     force: bool = False,
+    slide_id: int | None = None,
 ) -> Delivery:
-    """Make a delivery due again now, with a fresh maximum age (a person asked for it).
-    A delivered one is sent again only with ``force``."""
-    if delivery.state == DeliveryState.DELIVERED and not force:
-        raise DeliveryError(
-            f"delivery {delivery.id} was delivered at {delivery.delivered_at}; use --force to "
+    """Make a delivery pending again, due now, with a fresh maximum age: a person asked for
+    it (the web app's re-send, ``unitumour deliveries retry``). Audited as
+    ``delivery.retry_requested`` in the caller's transaction; the caller commits, then hands
+    the id to the sender (or leaves it to the reconcile).
+
+    Raises NotFoundError for an unknown id (or one not of case ``slide_id`` when given), and
+    ConflictError when a sender holds it right now, or when it was delivered and ``force``
+    does not say to send it again.
+    """
+    delivery = session.get(Delivery, delivery_id)
+    if delivery is None or (slide_id is not None and delivery.result.job.slide_id != slide_id):
+        raise NotFoundError(
+            f"no delivery {delivery_id}" + (f" in case {slide_id}" if slide_id else "")
+        )
+    previous = DeliveryState(delivery.state)
+    if previous == DeliveryState.SENDING:
+        raise ConflictError(f"delivery {delivery_id} is being sent right now")
+    if previous == DeliveryState.DELIVERED and not force:
+        raise ConflictError(
+            f"delivery {delivery_id} was delivered at {delivery.delivered_at}; use --force to "
             "send it again"
         )
-    previous = delivery.state
-    delivery.state = DeliveryState.PENDING
-    delivery.next_attempt_at = now
-    delivery.give_up_at = now + timedelta(seconds=settings.max_age_s)
+    won = compare_and_set(
+        session,
+        Delivery,
+        delivery_id,
+        state=previous,
+        values={
+            "state": DeliveryState.PENDING,
+            "next_attempt_at": now,
+            "give_up_at": now + timedelta(seconds=settings.max_age_s),
+        },
+    )
+    if not won:
+        raise ConflictError(f"delivery {delivery_id} changed meanwhile; try again")
+    session.refresh(delivery)
     record_event(
         session=session,
-        event="delivery.retry_requested",
-        message=f"delivery {delivery.id} to {delivery.destination}: retry requested ({previous})",
+        event=AuditEventName.DELIVERY_RETRY_REQUESTED,
+        message=(
+            f"delivery {delivery.id} to {delivery.destination} set to re-send by {actor} "
+            f"(was {previous})"
+        ),
         actor=actor,
-        job_id=delivery.result.job_id if delivery.result else None,
+        slide_id=delivery.result.job.slide_id,
+        job_id=delivery.result.job_id,
         delivery_id=delivery.id,
-        details={"previous_state": previous, "force": force},
+        details={
+            "previous_state": str(previous),
+            "destination": delivery.destination,
+            "force": force,
+        },
     )
     session.flush()
     return delivery

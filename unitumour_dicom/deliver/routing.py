@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from ..config.sections import CallerRule, DeliverySettings, DestinationSettings
-from ..db import Delivery, DeliveryState, Result, record_event
+from ..db import AuditEventName, Delivery, DeliveryState, Result, record_event
 from ..db.types import utcnow
 from ..errors import DeliveryError
 
@@ -81,7 +81,7 @@ def plan_deliveries(
         session.flush()
         record_event(
             session=session,
-            event="delivery.planned",
+            event=AuditEventName.DELIVERY_PLANNED,
             message=(
                 f"result {result.id} (series {result.series_instance_uid}) to {dest.name} "
                 f"({dest.ae_title}@{dest.host}:{dest.port})"
@@ -94,7 +94,7 @@ def plan_deliveries(
     if not destinations and not existing:
         record_event(
             session=session,
-            event="delivery.unrouted",
+            event=AuditEventName.DELIVERY_UNROUTED,
             message=(
                 f"result {result.id}: no destination for calling AE {source_ae!r} and no "
                 "fixed destination; the SEG stays in the store"

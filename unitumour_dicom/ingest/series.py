@@ -17,7 +17,16 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ..db import Instance, InstanceState, Job, JobState, Slide, SlideState, record_event
+from ..db import (
+    Instance,
+    InstanceState,
+    Job,
+    JobState,
+    Slide,
+    SlideState,
+    compare_and_set,
+    record_event,
+)
 from ..store import FileStore
 from .events import IngestEvent
 from .pyramid import PyramidCheck, check_pyramid
@@ -184,17 +193,15 @@ def settle_due_slides(
         instances = current_instances(session, slide_id)
         check = _check(store, instances)
         state = SlideState.SETTLED if check.usable else SlideState.UNPROCESSABLE
-        won = session.execute(
-            update(Slide)
-            .where(
-                Slide.id == slide_id,
-                Slide.state == SlideState.RECEIVING,
-                Slide.settle_at <= now,
-            )
-            .values(state=state, state_reason=check.reason[:4000], settled_at=now)
-            .execution_options(synchronize_session=False)
+        won = compare_and_set(
+            session,
+            Slide,
+            slide_id,
+            state=SlideState.RECEIVING,
+            where=[Slide.settle_at <= now],
+            values={"state": state, "state_reason": check.reason[:4000], "settled_at": now},
         )
-        if won.rowcount != 1:  # type: ignore[attr-defined]
+        if not won:
             continue  # another process settled it, or an instance arrived meanwhile
         if not check.usable:
             log.warning("slide %s is unprocessable: %s", series_uid, check.reason)

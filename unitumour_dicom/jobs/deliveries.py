@@ -21,12 +21,11 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from ..db import Delivery, DeliveryState, record_event, rowcount
+from ..db import AuditEventName, Delivery, DeliveryState, compare_and_set, record_event
 from .dispatch_marks import claim_marks
-from .events import JobEvent
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +38,17 @@ def claim_delivery(
     *, session: Session, delivery_id: int, now: datetime, lease_seconds: float, worker: str
 ) -> bool:
     """Take a due, pending delivery for one attempt; False when it is not due or not pending."""
-    result = session.execute(
-        update(Delivery)
-        .where(Delivery.id == delivery_id, Delivery.state == DeliveryState.PENDING, _due(now))
-        .values(state=DeliveryState.SENDING, next_attempt_at=now + timedelta(seconds=lease_seconds))
-        .execution_options(synchronize_session=False)
+    claimed = compare_and_set(
+        session,
+        Delivery,
+        delivery_id,
+        state=DeliveryState.PENDING,
+        where=[_due(now)],
+        values={
+            "state": DeliveryState.SENDING,
+            "next_attempt_at": now + timedelta(seconds=lease_seconds),
+        },
     )
-    claimed = rowcount(result) == 1
     if claimed:
         log.info("delivery %s claimed by %s", delivery_id, worker)
     return claimed
@@ -87,11 +90,12 @@ def claim_delivery_dispatches(
 
 def mark_delivery_dispatched(*, session: Session, delivery_id: int, due_at: datetime) -> None:
     """Record a delayed message for the next attempt (due at ``due_at``) as sent."""
-    session.execute(
-        update(Delivery)
-        .where(Delivery.id == delivery_id, Delivery.state == DeliveryState.PENDING)
-        .values(dispatched_at=due_at)
-        .execution_options(synchronize_session=False)
+    compare_and_set(
+        session,
+        Delivery,
+        delivery_id,
+        state=DeliveryState.PENDING,
+        values={"dispatched_at": due_at},
     )
 
 
@@ -114,21 +118,19 @@ def recover_deliveries(
     )
     recovered = []
     for delivery_id in stuck:
-        result = session.execute(
-            update(Delivery)
-            .where(
-                Delivery.id == delivery_id,
-                Delivery.state == DeliveryState.SENDING,
-                Delivery.next_attempt_at < now,
-            )
-            .values(state=DeliveryState.PENDING, next_attempt_at=now)
-            .execution_options(synchronize_session=False)
+        won = compare_and_set(
+            session,
+            Delivery,
+            delivery_id,
+            state=DeliveryState.SENDING,
+            where=[Delivery.next_attempt_at < now],
+            values={"state": DeliveryState.PENDING, "next_attempt_at": now},
         )
-        if rowcount(result) == 1:
+        if won:
             recovered.append(delivery_id)
             record_event(
                 session=session,
-                event=JobEvent.DELIVERY_RECOVERED,
+                event=AuditEventName.DELIVERY_RECOVERED,
                 actor=worker,
                 delivery_id=delivery_id,
                 message=(

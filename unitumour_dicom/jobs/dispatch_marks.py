@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
+
+from ..db.cas import compare_and_set
 
 
 def claim_marks(
@@ -46,12 +48,8 @@ def claim_marks(
     won: list[int] = []
     for row_id, seen in session.execute(query.order_by(model.id)).all():
         same = model.dispatched_at.is_(None) if seen is None else model.dispatched_at == seen
-        result = session.execute(
-            update(model)
-            .where(model.id == row_id, model.state == waiting_state, same)
-            .values(dispatched_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
+        if compare_and_set(
+            session, model, row_id, state=waiting_state, where=[same], values={"dispatched_at": now}
+        ):
             won.append(row_id)
     return won

@@ -18,11 +18,10 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session
 
-from ..db import Job, JobState, Result, record_event, rowcount
-from .events import JobEvent
+from ..db import AuditEventName, Job, JobState, Result, compare_and_set, record_event
 from .identity import lease_owner
 
 log = logging.getLogger(__name__)
@@ -81,22 +80,23 @@ def claim_job(
         return None
     owner = lease_owner(worker)
     expires = now + timedelta(seconds=lease_seconds)
-    result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, _claimable(now, max_attempts))
-        .values(
-            state=JobState.RUNNING,
-            lease_owner=owner,
-            lease_expires_at=expires,
-            heartbeat_at=now,
-            started_at=now,
-            finished_at=None,
-            attempts=Job.attempts + 1,
-            max_attempts=max_attempts,
-        )
-        .execution_options(synchronize_session=False)
+    won = compare_and_set(
+        session,
+        Job,
+        job_id,
+        where=[_claimable(now, max_attempts)],
+        values={
+            "state": JobState.RUNNING,
+            "lease_owner": owner,
+            "lease_expires_at": expires,
+            "heartbeat_at": now,
+            "started_at": now,
+            "finished_at": None,
+            "attempts": Job.attempts + 1,
+            "max_attempts": max_attempts,
+        },
     )
-    if rowcount(result) != 1:
+    if not won:
         return None
     attempt = session.execute(select(Job.attempts).where(Job.id == job_id)).scalar_one()
     details: dict[str, object] = {"owner": owner, "attempt": attempt, "of": max_attempts}
@@ -104,7 +104,7 @@ def claim_job(
         details["took_over_from"] = before.lease_owner
     record_event(
         session=session,
-        event=JobEvent.JOB_CLAIMED,
+        event=AuditEventName.JOB_CLAIMED,
         actor=worker,
         job_id=job_id,
         message=f"job {job_id} claimed by {worker}, attempt {attempt} of {max_attempts}",
@@ -132,12 +132,16 @@ def why_not_claimable(*, session: Session, job_id: int, now: datetime, max_attem
     return f"job {job_id} is {job.state}"
 
 
-def _held(lease: Lease):
-    return and_(
-        Job.id == lease.job_id,
-        Job.state == JobState.RUNNING,
-        Job.lease_owner == lease.owner,
-        Job.attempts == lease.attempt,
+def _set_if_held(session: Session, lease: Lease, values: dict[str, object]) -> bool:
+    """Compare-and-set on the job while ``lease`` still holds it (running, same owner and
+    attempt)."""
+    return compare_and_set(
+        session,
+        Job,
+        lease.job_id,
+        state=JobState.RUNNING,
+        where=[Job.lease_owner == lease.owner, Job.attempts == lease.attempt],
+        values=values,
     )
 
 
@@ -149,13 +153,7 @@ def renew_lease(
     A lease that ran out but that nobody took over is still ours to renew.
     """
     expires = now + timedelta(seconds=lease_seconds)
-    result = session.execute(
-        update(Job)
-        .where(_held(lease))
-        .values(lease_expires_at=expires, heartbeat_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if rowcount(result) != 1:
+    if not _set_if_held(session, lease, {"lease_expires_at": expires, "heartbeat_at": now}):
         return None
     return Lease(
         job_id=lease.job_id,
@@ -174,24 +172,23 @@ def complete_job(
     The caller records the result in the same session and commits once, so the result
     and the job's success are saved together or not at all.
     """
-    result = session.execute(
-        update(Job)
-        .where(_held(lease))
-        .values(
-            state=JobState.SUCCEEDED,
-            finished_at=now,
-            lease_owner=None,
-            lease_expires_at=None,
-            error=None,
+    done = _set_if_held(
+        session,
+        lease,
+        {
+            "state": JobState.SUCCEEDED,
+            "finished_at": now,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "error": None,
             **provenance,
-        )
-        .execution_options(synchronize_session=False)
+        },
     )
-    if rowcount(result) != 1:
+    if not done:
         return False
     record_event(
         session=session,
-        event=JobEvent.JOB_SUCCEEDED,
+        event=AuditEventName.JOB_SUCCEEDED,
         actor=worker,
         job_id=lease.job_id,
         message=f"job {lease.job_id} succeeded on attempt {lease.attempt}",
@@ -232,18 +229,12 @@ def fail_attempt(
         values["finished_at"] = now
     elif retry_at is not None:
         values["dispatched_at"] = retry_at
-    result = session.execute(
-        update(Job)
-        .where(_held(lease))
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    if rowcount(result) != 1:
+    if not _set_if_held(session, lease, values):
         return None
     if final:
         record_event(
             session=session,
-            event=JobEvent.JOB_FAILED,
+            event=AuditEventName.JOB_FAILED,
             actor=worker,
             job_id=lease.job_id,
             message=(
@@ -255,7 +246,7 @@ def fail_attempt(
     else:
         record_event(
             session=session,
-            event=JobEvent.JOB_RETRIED,
+            event=AuditEventName.JOB_RETRIED,
             actor=worker,
             job_id=lease.job_id,
             message=(
@@ -274,23 +265,22 @@ def release_job(*, session: Session, lease: Lease, now: datetime, worker: str, r
     the reconcile sends it after ``worker.redispatch_s``). False when the lease was no
     longer ours.
     """
-    result = session.execute(
-        update(Job)
-        .where(_held(lease))
-        .values(
-            state=JobState.QUEUED,
-            lease_owner=None,
-            lease_expires_at=None,
-            attempts=Job.attempts - 1,
-            dispatched_at=now,
-        )
-        .execution_options(synchronize_session=False)
+    released = _set_if_held(
+        session,
+        lease,
+        {
+            "state": JobState.QUEUED,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "attempts": Job.attempts - 1,
+            "dispatched_at": now,
+        },
     )
-    if rowcount(result) != 1:
+    if not released:
         return False
     record_event(
         session=session,
-        event=JobEvent.JOB_RELEASED,
+        event=AuditEventName.JOB_RELEASED,
         actor=worker,
         job_id=lease.job_id,
         message=f"job {lease.job_id} given back to the queue: {reason}",

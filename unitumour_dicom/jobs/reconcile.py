@@ -12,23 +12,36 @@ The functions here change rows and return the ids to send, already marked as sen
 compare-and-set, so of several reconciles only one sends each); the caller commits, then
 sends. A crash in between only means a later reconcile sends them again (after
 ``worker.redispatch_s``), and the lease makes a duplicate message harmless.
+
+:func:`reconcile_pass` is one whole pass (slides that fell quiet, jobs, deliveries), and
+:class:`ReconcileLoop` the thread that every worker process runs it in; the worker only
+wires its broker in as the :class:`Sender`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from ..db import Job, JobState, Result, record_event, rowcount
+from ..db import AuditEventName, Job, JobState, Result, compare_and_set, record_event
+from ..db.types import utcnow
 from .dispatch_marks import claim_marks
-from .events import JobEvent
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+#: How often the reconcile loop looks for jobs that nobody has sent yet (cheap query); the
+#: full reconcile runs every ``worker.reconcile_seconds``.
+NEW_JOB_POLL_S = 2.0
 
 
 @dataclass
@@ -75,25 +88,23 @@ def repair_finished_with_result(*, session: Session, now: datetime, worker: str)
     )
     repaired = []
     for job_id in ids:
-        result = session.execute(
-            update(Job)
-            .where(
-                Job.id == job_id,
-                Job.state.in_((JobState.QUEUED, JobState.RUNNING)),
-            )
-            .values(
-                state=JobState.SUCCEEDED,
-                finished_at=now,
-                lease_owner=None,
-                lease_expires_at=None,
-            )
-            .execution_options(synchronize_session=False)
+        won = compare_and_set(
+            session,
+            Job,
+            job_id,
+            state=(JobState.QUEUED, JobState.RUNNING),
+            values={
+                "state": JobState.SUCCEEDED,
+                "finished_at": now,
+                "lease_owner": None,
+                "lease_expires_at": None,
+            },
         )
-        if rowcount(result) == 1:
+        if won:
             repaired.append(job_id)
             record_event(
                 session=session,
-                event=JobEvent.JOB_SUCCEEDED,
+                event=AuditEventName.JOB_SUCCEEDED,
                 actor=worker,
                 job_id=job_id,
                 message=f"job {job_id} has a recorded result: marked succeeded by the reconcile",
@@ -132,23 +143,23 @@ def expire_leases(
             values.update(state=JobState.FAILED, finished_at=now, error=reason)
         else:
             values.update(state=JobState.QUEUED)
-        result = session.execute(
-            update(Job)
-            .where(
-                Job.id == row.id,
-                Job.state == JobState.RUNNING,
+        won = compare_and_set(
+            session,
+            Job,
+            row.id,
+            state=JobState.RUNNING,
+            where=[
                 Job.lease_owner == row.lease_owner,
                 Job.attempts == row.attempts,
                 Job.lease_expires_at < now,
-            )
-            .values(**values)
-            .execution_options(synchronize_session=False)
+            ],
+            values=values,
         )
-        if rowcount(result) != 1:
+        if not won:
             continue  # renewed or taken over meanwhile
         record_event(
             session=session,
-            event=JobEvent.JOB_LEASE_EXPIRED,
+            event=AuditEventName.JOB_LEASE_EXPIRED,
             actor=worker,
             job_id=row.id,
             message=f"job {row.id}: {reason}",
@@ -158,7 +169,7 @@ def expire_leases(
             failed.append(row.id)
             record_event(
                 session=session,
-                event=JobEvent.JOB_FAILED,
+                event=AuditEventName.JOB_FAILED,
                 actor=worker,
                 job_id=row.id,
                 message=f"job {row.id} failed: {reason}",
@@ -181,17 +192,19 @@ def fail_exhausted(*, session: Session, now: datetime, worker: str, max_attempts
     failed = []
     for job_id in ids:
         reason = f"no attempt left ({max_attempts} allowed)"
-        result = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.state == JobState.QUEUED, Job.attempts >= max_attempts)
-            .values(state=JobState.FAILED, finished_at=now, error=reason)
-            .execution_options(synchronize_session=False)
+        won = compare_and_set(
+            session,
+            Job,
+            job_id,
+            state=JobState.QUEUED,
+            where=[Job.attempts >= max_attempts],
+            values={"state": JobState.FAILED, "finished_at": now, "error": reason},
         )
-        if rowcount(result) == 1:
+        if won:
             failed.append(job_id)
             record_event(
                 session=session,
-                event=JobEvent.JOB_FAILED,
+                event=AuditEventName.JOB_FAILED,
                 actor=worker,
                 job_id=job_id,
                 message=f"job {job_id} failed: {reason}",
@@ -231,6 +244,33 @@ def claim_dispatches(
     )
 
 
+def claim_job_messages(
+    *,
+    session: Session,
+    now: datetime,
+    job_ids: Sequence[int],
+    actor: str,
+    reason: str | None = None,
+    queue: str = "segmentation",
+) -> list[int]:
+    """The jobs among ``job_ids`` whose message nobody has sent yet, marked as sent (a
+    creator's hook: the listener's settle, a re-run). With a ``reason`` each is audited as
+    ``job.dispatched``. The caller commits, then sends them: marking and sending are split by
+    the commit, so a hook and a reconcile racing for the same new job send it once.
+    """
+    won = claim_dispatches(session=session, now=now, job_ids=job_ids)
+    if reason:
+        for job_id in won:
+            record_event(
+                session=session,
+                event=AuditEventName.JOB_DISPATCHED,
+                actor=actor,
+                job_id=job_id,
+                message=f"job {job_id} sent to the {queue} queue: {reason}",
+            )
+    return won
+
+
 def reconcile_jobs(
     *,
     session: Session,
@@ -258,3 +298,167 @@ def reconcile_jobs(
         )
     )
     return report
+
+
+# -- the whole pass, and the loop that runs it ------------------------------------------------
+class Sender(Protocol):
+    """Where the reconcile puts the ids it claimed: the worker's broker (Celery) in
+    production, a list in the tests."""
+
+    def send_jobs(self, job_ids: Sequence[int], *, delay_s: float = 0.0) -> None: ...
+
+    def send_deliveries(self, delivery_ids: Sequence[int], *, delay_s: float = 0.0) -> None: ...
+
+
+def _no_depth() -> int | None:
+    return None
+
+
+def settle_due(*, session: Session, store: Any, now: datetime, max_attempts: int) -> list[int]:
+    """Settle slides whose quiet time passed (the listener does too; both are safe): the ids
+    of the jobs created."""
+    try:
+        from ..ingest.series import settle_due_slides
+    except ImportError:  # pragma: no cover (ingest not installed in this build)
+        return []
+    jobs = settle_due_slides(session=session, store=store, now=now, max_attempts=max_attempts)
+    return [job.id for job in jobs]
+
+
+def reconcile_pass(
+    *,
+    runtime: Runtime,
+    worker: str,
+    now: datetime | None = None,
+    jobs_queue_depth: int | None = None,
+    deliveries_queue_depth: int | None = None,
+) -> ReconcileReport:
+    """One full reconcile, committed: settle slides that fell quiet, take back jobs whose
+    lease ran out, claim the sending of jobs never sent or whose message was lost, put back
+    deliveries whose sender died and claim the ones that fell due. Audited as
+    ``worker.reconciled`` when it changed anything. The caller sends
+    ``jobs_to_dispatch`` and ``deliveries_to_dispatch`` (already marked as sent).
+
+    The queue depths are the messages waiting in the segmentation and delivery queues when
+    the broker can tell (None when it cannot); see :func:`claim_dispatches`.
+    """
+    from .deliveries import recover_deliveries
+
+    settings = runtime.settings
+    now = now or utcnow()
+    with runtime.session() as session:
+        settled = settle_due(
+            session=session,
+            store=runtime.store,
+            now=now,
+            max_attempts=settings.worker.max_attempts,
+        )
+        report = reconcile_jobs(
+            session=session,
+            now=now,
+            worker=worker,
+            max_attempts=settings.worker.max_attempts,
+            redispatch_s=settings.worker.redispatch_s,
+            queue_depth=jobs_queue_depth,
+        )
+        report.settled_jobs = settled
+        report.recovered_deliveries, report.deliveries_to_dispatch = recover_deliveries(
+            session=session,
+            now=now,
+            worker=worker,
+            redispatch_s=settings.worker.redispatch_s,
+            queue_depth=deliveries_queue_depth,
+        )
+        if report.changed:
+            record_event(
+                session=session,
+                event=AuditEventName.WORKER_RECONCILED,
+                actor=worker,
+                message=f"reconcile: {report.counts()}",
+                details=report.counts(),
+            )
+    return report
+
+
+def claim_unsent(*, runtime: Runtime, now: datetime | None = None) -> list[int]:
+    """Jobs nobody has sent yet (their creator had no hook, or crashed after its commit),
+    marked as sent and committed: the caller sends them."""
+    with runtime.session() as session:
+        return claim_dispatches(session=session, now=now or utcnow())
+
+
+class ReconcileLoop:
+    """Runs the reconcile in a thread of a worker process (every worker runs one).
+
+    Every ``interval_s`` (``worker.reconcile_seconds``) a full :func:`reconcile_pass`; in
+    between, every ``new_job_poll_s``, the cheap look for jobs nobody has sent. All changes
+    are compare-and-sets, so passes on several hosts at once agree. ``sender`` takes the ids
+    to send; ``*_queue_depth`` read the broker's queues before a pass (None: cannot tell).
+    """
+
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        worker: str,
+        sender: Sender,
+        interval_s: float | None = None,
+        new_job_poll_s: float = NEW_JOB_POLL_S,
+        jobs_queue_depth: Callable[[], int | None] = _no_depth,
+        deliveries_queue_depth: Callable[[], int | None] = _no_depth,
+    ) -> None:
+        self.runtime = runtime
+        self.worker = worker
+        self.sender = sender
+        self.interval_s = interval_s or runtime.settings.worker.reconcile_seconds
+        self.new_job_poll_s = min(new_job_poll_s, self.interval_s)
+        self.jobs_queue_depth = jobs_queue_depth
+        self.deliveries_queue_depth = deliveries_queue_depth
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="reconcile", daemon=True)
+        self.passes = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        next_full = 0.0
+        clock = 0.0
+        while not self._stop.is_set():
+            try:
+                if clock >= next_full:
+                    self.run_once()
+                    next_full = clock + self.interval_s
+                else:
+                    self.send_unsent()
+            except Exception:
+                log.exception("reconcile failed; trying again")
+            if self._stop.wait(self.new_job_poll_s):
+                break
+            clock += self.new_job_poll_s
+
+    def send_unsent(self) -> list[int]:
+        """Send the jobs nobody has sent yet; return their ids."""
+        ids = claim_unsent(runtime=self.runtime)
+        self.sender.send_jobs(ids)
+        return ids
+
+    def run_once(self) -> dict[str, int]:
+        """One full pass, then send what it claimed; return its counts."""
+        report = reconcile_pass(
+            runtime=self.runtime,
+            worker=self.worker,
+            jobs_queue_depth=self.jobs_queue_depth(),
+            deliveries_queue_depth=self.deliveries_queue_depth(),
+        )
+        to_send = report.jobs_to_dispatch  # includes the jobs the settle created
+        self.sender.send_jobs(to_send)
+        self.sender.send_deliveries(report.deliveries_to_dispatch)
+        self.passes += 1
+        if report.changed or to_send:
+            log.info("reconcile: %s", report.counts())
+        return report.counts()

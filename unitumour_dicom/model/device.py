@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 
 import torch
@@ -40,3 +41,30 @@ def select_device(spec: str = "auto") -> torch.device:
     if index >= count:
         raise ModelError(f"device {spec!r} asked for, but only {count} CUDA device(s) exist")
     return torch.device("cuda", index)
+
+
+def segmentation_devices(device: str, processes: int | None = None) -> list[str | None]:
+    """One entry per segmentation process of a host: the CUDA_VISIBLE_DEVICES value for each.
+
+    ``device`` is ``model.device``; ``processes`` is ``worker.segmentation_processes`` (None
+    or 0: one per visible GPU). None in the list means "leave the environment alone": the
+    CPU, one named GPU that the processes share as configured, or no GPU visible. The GPUs
+    are those CUDA_VISIBLE_DEVICES names when it is set (so a host can lend part of its
+    GPUs), else every one torch finds; more processes than GPUs share them round robin.
+    """
+    count = processes or 0
+    text = (device or "auto").strip().lower()
+    if text == "cpu" or text.startswith("cuda:"):
+        return [None] * (count or 1)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        gpus = [g.strip() for g in visible.split(",") if g.strip()]
+    else:
+        try:
+            gpus = [str(i) for i in range(torch.cuda.device_count())]
+        except Exception:  # pragma: no cover (torch without a working CUDA runtime)
+            gpus = []
+    if not gpus:
+        return [None] * (count or 1)
+    count = count or len(gpus)
+    return [gpus[i % len(gpus)] for i in range(count)]

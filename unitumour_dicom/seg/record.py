@@ -11,7 +11,7 @@ import math
 
 from sqlalchemy.orm import Session
 
-from ..db import Job, Result, ResultInstance, record_event
+from ..db import AuditEventName, Job, Result, ResultInstance, record_event
 from ..errors import JobError
 from .pyramid import SegPyramid
 
@@ -86,7 +86,7 @@ def record_result(
     session.flush()
     record_event(
         session=session,
-        event="result.recorded",
+        event=AuditEventName.RESULT_RECORDED,
         message=(
             f"SEG series {pyramid.series_instance_uid}: {len(pyramid.instances)} instances, "
             f"{pyramid.total_bytes:,} bytes; tumour {tumour:.3f} mm² of {tissue:.3f} mm² tissue"

@@ -19,9 +19,10 @@ import numpy as np
 from ..evaluate.manifest import ManifestError, PairRecord
 from ..evaluate.reference import check_alignment, read_reference_seg
 from ..evaluate.slides import SlideRecord, _slide_origin_mm, read_slide_manifest
+from .split import Split
 
 if TYPE_CHECKING:
-    from .trainer import Split, TrainConfig
+    from .config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +94,6 @@ def sample_slide_tiles(
 
 def load_slide_splits(config: TrainConfig) -> dict[str, Split]:
     """Train/val/test tiles from the slide list in ``config.slides``."""
-    from .trainer import Split
-
     assert config.slides is not None
     names = {"train": config.train_split, "val": config.val_split}
     if config.test_split:

@@ -51,6 +51,7 @@ from ..progress import StageProgress
 from .augment import AugmentConfig, augment_pair
 from .config import TrainConfig
 from .loss import DiceBCELoss
+from .split import Split
 
 logger = logging.getLogger(__name__)
 
@@ -131,13 +132,6 @@ class EpochSampler(Sampler):
         order = np.random.default_rng([self.seed, self.epoch, 7919]).permutation(self.n)
         share = order[: len(self) * self.world][self.rank :: self.world]
         return iter([(self.epoch, int(i)) for i in share])
-
-
-@dataclass
-class Split:
-    records: list[PairRecord]
-    images: list[np.ndarray]
-    masks: list[np.ndarray]
 
 
 def _load_split(records: list[PairRecord], mpp: float) -> Split:
