@@ -19,6 +19,7 @@ from .health_cmd import health_app
 from .process_cmd import process
 from .retention_cmd import retention_app
 from .synth_cmd import synth
+from .tokens_cmd import tokens_app
 from .train_cmd import train_command
 from .users_cmd import users_app
 
@@ -37,6 +38,7 @@ app.add_typer(destinations_app, name="destinations")
 app.add_typer(health_app, name="health")
 app.command("synth")(synth)
 app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
 app.add_typer(retention_app, name="retention")
 app.command("process")(process)
 

@@ -22,6 +22,7 @@ from .models import (
     ModelVersion,
     Result,
     ResultInstance,
+    SenderToken,
     Slide,
     User,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "ModelVersion",
     "Result",
     "ResultInstance",
+    "SenderToken",
     "Slide",
     "SlideState",
     "User",
