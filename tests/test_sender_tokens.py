@@ -91,3 +91,25 @@ def test_cli_create_list_revoke(settings: Settings, runtime: Runtime, tmp_path: 
     again = run("revoke", "1")
     assert again.exit_code == 2 and "already revoked" in again.output
     assert '"status": "revoked"' in run("list", "--json").output
+
+
+def test_presented_secret_reads_bearer_and_basic_over_tls_only() -> None:
+    import base64
+
+    read = sender_tokens.presented_secret
+    assert read("Bearer utk_abc", secure=False) == ("utk_abc", None)
+    basic = "Basic " + base64.b64encode(b"SCANNER1:utk_abc").decode()
+    assert read(basic, secure=True) == ("utk_abc", "SCANNER1")
+    with pytest.raises(sender_tokens.CredentialError, match="HTTPS only"):
+        read(basic, secure=False)
+    for bad in (
+        None,
+        "",
+        "Bearer",
+        "Digest x",
+        "Basic !!!",
+        "Basic " + "A" * 600,
+        "Basic " + base64.b64encode(b"no-colon").decode(),
+    ):
+        with pytest.raises(sender_tokens.CredentialError):
+            read(bad, secure=True)

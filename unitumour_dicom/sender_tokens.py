@@ -11,6 +11,8 @@ looked up by that hash (no comparison of secrets in Python).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import re
 import secrets
@@ -154,3 +156,36 @@ def authenticate(
             .values(last_used_at=now, last_used_from=(client or "")[:64] or None)
         )
     return row
+
+
+class CredentialError(TokenError):
+    """The Authorization header is missing, malformed, or not allowed on this connection."""
+
+
+def presented_secret(authorization: str | None, *, secure: bool) -> tuple[str, str | None]:
+    """The token a request presents, and the sender it claims (Basic's user name, else None).
+
+    ``Authorization: Bearer <token>``, or ``Basic`` with the sender's AE title as user name
+    and the token as password; Basic only over TLS (``secure``), because clients send it
+    with every request and intermediaries log it more readily than a bearer header.
+    """
+    if not authorization:
+        raise CredentialError("no credentials: send 'Authorization: Bearer <token>'")
+    scheme, _, value = authorization.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer" and value:
+        return value, None
+    if scheme.lower() == "basic" and value:
+        if not secure:
+            raise CredentialError("HTTP Basic is accepted over HTTPS only")
+        if len(value) > 512:
+            raise CredentialError("malformed Basic credentials")
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise CredentialError("malformed Basic credentials") from exc
+        user, sep, password = decoded.partition(":")
+        if not sep:
+            raise CredentialError("malformed Basic credentials")
+        return password, user.strip() or None
+    raise CredentialError("unsupported authorization scheme: use Bearer (or Basic over HTTPS)")
