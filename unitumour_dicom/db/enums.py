@@ -16,6 +16,16 @@ class InstanceState(StrEnum):
     PURGED = "purged"
 
 
+class IntakePath(StrEnum):
+    """By which way an instance came in; every way ends in the one receive function."""
+
+    C_STORE = "c-store"  # the listener (DICOM storage SCP)
+    STOW_RS = "stow-rs"  # DICOMweb STOW-RS into the web app
+    PULL = "pull"  # fetched from a PACS (C-MOVE/C-GET or WADO-RS)
+    WATCHED_FOLDER = "watched-folder"  # a folder watched for vendor files (after conversion)
+    PROCESS = "process"  # `unitumour process` over a local folder
+
+
 class SlideState(StrEnum):
     RECEIVING = "receiving"  # instances arriving, quiet timer running
     SETTLED = "settled"  # quiet time passed, usable pyramid, job queued

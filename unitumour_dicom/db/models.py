@@ -126,6 +126,12 @@ class Instance(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     association_id: Mapped[int | None] = mapped_column(ForeignKey("associations.id"), index=True)
     slide_id: Mapped[int | None] = mapped_column(ForeignKey("slides.id"), index=True)
+    intake: Mapped[str | None] = mapped_column(
+        String(16), doc="By which path it came (IntakePath); None: before 0004 and not C-STORE."
+    )
+    sender: Mapped[str | None] = mapped_column(
+        String(128), doc="From whom: calling AE title, web user, source AE or folder."
+    )
 
     association: Mapped[Association | None] = relationship(back_populates="instances")
     slide: Mapped[Slide | None] = relationship(back_populates="instances")
