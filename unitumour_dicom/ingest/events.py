@@ -23,6 +23,10 @@ class IngestEvent(StrEnum):
     #: violation (a PDU longer than allowed, a runaway command set). Rate-limited per address.
     CONNECTION_DROPPED = "connection.dropped"
 
+    #: A STOW-RS request was refused before its body was read (no, a wrong or revoked
+    #: token; a sender not allowed from the address; not DICOM). Rate-limited per address.
+    STOW_REFUSED = "stow.refused"
+
     #: An instance was stored durably and recorded; success was answered.
     INSTANCE_STORED = "instance.stored"
     #: The same SOP Instance UID with the same bytes again: success, nothing new kept.

@@ -50,6 +50,7 @@ __all__ = [
     "IntakePath",
     "ReceiveOutcome",
     "Receiver",
+    "SpoolWriter",
     "receive_instance",
     "spool_file",
     "spool_stream",
@@ -75,6 +76,9 @@ class IntakeInfo:
     quiet_seconds: float | None = None
     sop_class_uid: str | None = None
     sop_instance_uid: str | None = None
+    #: The study the transport addressed (STOW-RS to /studies/{study}): an instance of
+    #: another study is refused with 0xA900 (PS3.18 10.5), never stored under the wrong one.
+    study_instance_uid: str | None = None
 
     def details(self) -> dict[str, Any]:
         """The audit details that name the path and the sender."""
@@ -90,6 +94,8 @@ class ReceiveOutcome:
     sop_class_uid: str
     sop_instance_uid: str
     admission: Admission | None = None
+    study_instance_uid: str | None = None
+    series_instance_uid: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -145,13 +151,13 @@ class Receiver:
                     f"cannot copy it into the store's spool: {exc}",
                 )
         started = time.perf_counter()
-        uids = [intake.sop_class_uid or "", intake.sop_instance_uid or ""]
+        uids = [intake.sop_class_uid or "", intake.sop_instance_uid or "", "", ""]
         try:
             status, reason, admission = self._admit(source, intake, uids)
         finally:
             if source.path.exists():  # refused, duplicate or failed: nothing of it is kept
                 source.path.unlink(missing_ok=True)
-        sop_class, sop_instance = uids
+        sop_class, sop_instance, study, series = uids
         if status != StoreStatus.SUCCESS:
             return self._refused(intake, status, reason, sop_class, sop_instance)
         log.debug(
@@ -161,13 +167,14 @@ class Receiver:
             intake.path,
             reason,
         )
-        return ReceiveOutcome(status, reason, sop_class, sop_instance, admission)
+        return ReceiveOutcome(status, reason, sop_class, sop_instance, admission, study, series)
 
     def _admit(
         self, received: ReceivedFile, intake: IntakeInfo, uids: list[str]
     ) -> tuple[int, str, Admission | None]:
         """(status, reason, admission when admitted). ``uids`` (SOP class, SOP instance) is
-        completed from the data set where the transport declared none, for the audit row."""
+        completed from the data set where the transport declared none, for the audit row,
+        and given the study and series of a valid instance (for the caller's links)."""
         if received.refusal is not None:  # the transport stopped writing it
             return int(StoreStatus.OUT_OF_RESOURCES), received.refusal, None
         shown = (intake.sop_instance_uid or received.path.name)[:80]
@@ -187,6 +194,16 @@ class Receiver:
                 allowed_sop_classes=self.allowed_sop_classes,
                 limits=self.limits,
             )
+            uids[2:] = [summary.study_instance_uid, summary.series_instance_uid]
+            if intake.study_instance_uid and summary.study_instance_uid != (
+                intake.study_instance_uid
+            ):
+                return (
+                    int(StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS),
+                    f"Study Instance UID {summary.study_instance_uid} is not the "
+                    f"{intake.study_instance_uid} the request addressed",
+                    None,
+                )
             self.store.check_space()
             admission = self.admitter.admit(received, summary, self._sender(intake))
         except InvalidInstanceError as exc:
@@ -278,6 +295,73 @@ def receive_instance(
     return receiver.receive(source, intake)
 
 
+class SpoolWriter:
+    """A push-style writer of one instance into the store's spool, for transports that are
+    handed bytes (a STOW-RS body part) rather than a stream to read.
+
+    Hashes and counts on the way; past ``max_bytes``, or below the disk watermark, the rest is
+    accepted and dropped and :meth:`finish` returns a file that carries the refusal (0xA700),
+    as a C-STORE receive does. Until :meth:`finish`, :meth:`abort` removes the partial file.
+    """
+
+    def __init__(self, store: FileStore, *, max_bytes: int, expected_bytes: int = 0) -> None:
+        self.path = store.new_spool_path()
+        self.max_bytes = max_bytes
+        self.received = 0
+        self.refusal: str | None = None
+        self._digest = hashlib.sha256()
+        try:
+            store.check_space(expected_bytes)
+        except StoreFullError as exc:
+            self.refusal = str(exc)
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+    def write(self, chunk: bytes | bytearray | memoryview) -> int:
+        n = len(chunk)
+        self.received += n
+        if self.refusal is not None or self._fd is None:
+            return n
+        if self.received > self.max_bytes:
+            self.refusal = f"instance exceeds the limit of {self.max_bytes} bytes"
+            os.ftruncate(self._fd, 0)
+            return n
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        self._digest.update(chunk)
+        return n
+
+    def finish(self, *, wait_durable: bool = False) -> ReceivedFile:
+        """The complete file, for :meth:`Receiver.receive` (which fsyncs it, unless
+        ``wait_durable`` did here)."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            raise StoreError(f"{self.path.name} was already finished or aborted")
+        try:
+            if wait_durable and self.refusal is None:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            self.path.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        if self.refusal is not None:
+            return ReceivedFile(self.path, "", self.received, refusal=self.refusal)
+        return ReceivedFile(
+            self.path,
+            self._digest.hexdigest(),
+            self.received,
+            (lambda: None) if wait_durable else None,
+        )
+
+    def abort(self) -> None:
+        """Throw away what was written (a transfer that ended early)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.path.unlink(missing_ok=True)
+
+
 def spool_stream(
     store: FileStore,
     stream: IO[bytes] | Iterable[bytes],
@@ -286,53 +370,21 @@ def spool_stream(
     expected_bytes: int = 0,
     wait_durable: bool = False,
 ) -> ReceivedFile:
-    """Write a stream (a request body part, a downloaded object) into the store's spool,
-    hashing and counting on the way, for :meth:`Receiver.receive`.
-
-    Past ``max_bytes``, or below the disk watermark, the rest is read and dropped and the
-    returned file carries the refusal (0xA700), as a C-STORE receive does; ``expected_bytes``
-    (a known size) is checked against the watermark before the first byte. The fsync is left
-    to admission (``wait_durable=True``: done here, for a caller that wants it off the
-    admission's critical path)."""
-    path = store.new_spool_path()
-    digest = hashlib.sha256()
-    refusal: str | None = None
-    received = 0
-    try:
-        store.check_space(expected_bytes)
-    except StoreFullError as exc:
-        refusal = str(exc)
+    """Write a stream (a downloaded object, a file) into the store's spool with a
+    :class:`SpoolWriter`, for :meth:`Receiver.receive`."""
+    writer = SpoolWriter(store, max_bytes=max_bytes, expected_bytes=expected_bytes)
     chunks: Iterable[bytes] = (
         iter(lambda: stream.read(_COPY_CHUNK), b"")  # type: ignore[union-attr]
         if hasattr(stream, "read")
         else stream  # type: ignore[assignment]
     )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         for chunk in chunks:
-            received += len(chunk)
-            if refusal is not None:
-                continue
-            if received > max_bytes:
-                refusal = f"instance exceeds the limit of {max_bytes} bytes"
-                os.ftruncate(fd, 0)
-                continue
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view) :]
-            digest.update(chunk)
-        if wait_durable and refusal is None:
-            os.fsync(fd)
+            writer.write(chunk)
+        return writer.finish(wait_durable=wait_durable)
     except BaseException:
-        os.close(fd)
-        path.unlink(missing_ok=True)
+        writer.abort()
         raise
-    os.close(fd)
-    if refusal is not None:
-        return ReceivedFile(path, "", received, refusal=refusal)
-    return ReceivedFile(
-        path, digest.hexdigest(), received, (lambda: None) if wait_durable else None
-    )
 
 
 def spool_file(store: FileStore, source: Path, *, max_bytes: int) -> ReceivedFile:
