@@ -200,14 +200,14 @@ _RESPONSES = {
 }
 
 
-@router.post("/studies", **_RESPONSES)  # type: ignore[arg-type]
+@router.post("/studies", operation_id="stow_rs_store", **_RESPONSES)  # type: ignore[arg-type]
 async def store_instances(
     request: Request, ctx: Ctx, accept: Annotated[str | None, Header()] = None
 ) -> Response:
     return await _store(request, ctx, None, accept)
 
 
-@router.post("/studies/{study}", **_RESPONSES)  # type: ignore[arg-type]
+@router.post("/studies/{study}", operation_id="stow_rs_store_in_study", **_RESPONSES)  # type: ignore[arg-type]
 async def store_study_instances(
     request: Request, study: UIDPath, ctx: Ctx, accept: Annotated[str | None, Header()] = None
 ) -> Response:
