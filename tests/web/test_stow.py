@@ -26,7 +26,7 @@ from tests.web.conftest import LiveServer
 from unitumour_dicom import sender_tokens
 from unitumour_dicom.config import Settings
 from unitumour_dicom.config.sections import CallerRule
-from unitumour_dicom.db import AuditEvent, Instance
+from unitumour_dicom.db import AuditEvent, Instance, Slide
 from unitumour_dicom.dicomweb.multipart import Part, iter_multipart
 from unitumour_dicom.runtime import Runtime
 from unitumour_dicom.synthetic import PhantomSlide
@@ -172,6 +172,11 @@ def test_dicomweb_client_stores_a_phantom_through_the_receive_path(
             select(func.count()).select_from(Instance).where(Instance.slide_id.is_not(None))
         )
     assert slides == len(rows)
+    # the caller rule of the token's AE title applies, as to a C-STORE from it
+    with web_runtime.session() as db:
+        slide = db.scalar(select(Slide))
+        assert slide is not None
+        assert (slide.source_ae, slide.quiet_seconds) == ("SCANNER1", 120)
     # the same again: duplicates, success, nothing new kept
     again = client.store_instances(datasets[:2])
     assert len(again.ReferencedSOPSequence) == 2 and len(stored(web_runtime)) == len(rows)
