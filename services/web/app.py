@@ -28,7 +28,7 @@ from unitumour_dicom.dicomweb import DicomWeb, DicomWebError
 from unitumour_dicom.errors import ConflictError, NotFoundError
 from unitumour_dicom.runtime import Runtime
 
-from . import api, dicomweb_routes, ops, pages, sessions_admin
+from . import api, dicomweb_routes, ops, pages, sessions_admin, stow_routes
 from .deps import LoginRequired, WebContext
 from .metrics import ServiceCollector
 from .pictures import PictureCache, PictureError
@@ -128,6 +128,7 @@ def create_app(
     app.include_router(pages.router)
     app.include_router(api.router)
     app.include_router(dicomweb_routes.router)
+    app.include_router(stow_routes.router)
     app.include_router(ops.router)
     app.include_router(sessions_admin.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

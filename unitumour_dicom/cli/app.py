@@ -21,6 +21,7 @@ from .jobs_cmd import jobs_app
 from .process_cmd import process
 from .retention_cmd import retention_app
 from .synth_cmd import synth
+from .tokens_cmd import tokens_app
 from .train_cmd import train_command
 from .users_cmd import users_app
 
@@ -40,6 +41,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(health_app, name="health")
 app.command("synth")(synth)
 app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
 app.add_typer(retention_app, name="retention")
 app.command("process")(process)
 app.command("convert")(convert_command)

@@ -451,6 +451,15 @@ class WebSettings(Section):
             "asks for one tile at a time."
         ),
     )
+    stow_max_requests: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description=(
+            "STOW-RS requests (POST /dicomweb/studies) handled at once per web process; "
+            "more are answered 503 with Retry-After. Each holds a thread while it writes."
+        ),
+    )
     access_audit_window_s: float = Field(
         default=300.0,
         ge=0,

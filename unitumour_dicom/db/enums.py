@@ -17,6 +17,16 @@ class InstanceState(StrEnum):
     PURGED = "purged"
 
 
+class IntakePath(StrEnum):
+    """By which way an instance came in; every way ends in the one receive function."""
+
+    C_STORE = "c-store"  # the listener (DICOM storage SCP)
+    STOW_RS = "stow-rs"  # DICOMweb STOW-RS into the web app
+    PULL = "pull"  # fetched from a PACS (C-MOVE/C-GET or WADO-RS)
+    WATCHED_FOLDER = "watched-folder"  # a folder watched for vendor files (after conversion)
+    PROCESS = "process"  # `unitumour process` over a local folder
+
+
 class SlideState(StrEnum):
     RECEIVING = "receiving"  # instances arriving, quiet timer running
     SETTLED = "settled"  # quiet time passed, usable pyramid, job queued
@@ -85,6 +95,13 @@ class AuditEventName(StrEnum):
     #: We ended a connection: over a connection limit, past a read deadline, or a protocol
     #: violation (a PDU longer than allowed, a runaway command set). Rate-limited per address.
     CONNECTION_DROPPED = "connection.dropped"
+
+    #: A STOW-RS request was refused before its body was read (no, a wrong or revoked
+    #: token; a sender not allowed from the address; not DICOM). Rate-limited per address.
+    STOW_REFUSED = "stow.refused"
+    #: A sender token (STOW-RS) was made or revoked (`unitumour tokens`).
+    SENDER_TOKEN_CREATED = "sender_token.created"  # noqa: S105 (an event code)
+    SENDER_TOKEN_REVOKED = "sender_token.revoked"  # noqa: S105 (an event code)
 
     # -- instances ------------------------------------------------------------------------
     #: An instance was stored durably and recorded; success was answered.

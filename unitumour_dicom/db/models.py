@@ -126,6 +126,12 @@ class Instance(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     association_id: Mapped[int | None] = mapped_column(ForeignKey("associations.id"), index=True)
     slide_id: Mapped[int | None] = mapped_column(ForeignKey("slides.id"), index=True)
+    intake: Mapped[str | None] = mapped_column(
+        String(16), doc="By which path it came (IntakePath); None: before 0004 and not C-STORE."
+    )
+    sender: Mapped[str | None] = mapped_column(
+        String(128), doc="From whom: calling AE title, web user, source AE or folder."
+    )
 
     association: Mapped[Association | None] = relationship(back_populates="instances")
     slide: Mapped[Slide | None] = relationship(back_populates="instances")
@@ -361,6 +367,31 @@ class ConvertedFile(Base):
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+
+class SenderToken(Base):
+    """A machine client's credential for STOW-RS: it speaks for one sender (a caller rule's AE
+    title), so what it sends gets that sender's rules (networks, quiet time, destinations).
+
+    Only the sha256 of the token is kept (a token is 256 random bits, so a fast hash is
+    enough and a copy of the database lets no one send); ``prefix`` is the token's first
+    characters, shown to tell tokens apart.
+    """
+
+    __tablename__ = "sender_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sender: Mapped[str] = mapped_column(String(16), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[str | None] = mapped_column(String(128))
+    last_used_at: Mapped[datetime | None]
+    last_used_from: Mapped[str | None] = mapped_column(String(64))
 
 
 @event.listens_for(Session, "before_flush")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
@@ -56,22 +57,30 @@ class ReceivedFile:
     """A complete received file in the spool, with the digest computed while it arrived.
 
     ``wait_durable``, when given, returns once the file's bytes are on disk (the receiver
-    started its fsync early); without it, the store fsyncs the file itself.
+    started its fsync early); without it, the store fsyncs the file itself. ``refusal``:
+    why the transport stopped writing it (a size limit, the disk watermark); such a file is
+    refused, never admitted.
     """
 
     path: Path
     sha256: str
     size_bytes: int
     wait_durable: Callable[[], None] | None = None
+    refusal: str | None = None
 
 
 @dataclass(frozen=True)
 class Sender:
-    """Who sent an instance, and the quiet time that applies to its slides."""
+    """Who sent an instance, by which intake path, and the quiet time of its slides."""
 
     association_id: int | None
     ae_title: str | None
     quiet_seconds: float
+    intake: str | None = None
+    peer: str | None = None
+
+    def details(self) -> dict[str, str | None]:
+        return {"intake": self.intake, "sender": self.ae_title, "peer": self.peer}
 
 
 @dataclass(frozen=True)
@@ -244,6 +253,8 @@ class Admitter:
                         received_at=now,
                         association_id=sender.association_id,
                         slide_id=slide_id,
+                        intake=sender.intake,
+                        sender=sender.ae_title[:128] if sender.ae_title else None,
                     )
                     session.add(row)
                     session.flush()
@@ -273,6 +284,7 @@ class Admitter:
                             "size_bytes": received.size_bytes,
                             "transfer_syntax_uid": summary.transfer_syntax_uid,
                             "image_type": summary.image_type,
+                            **sender.details(),
                         },
                     )
                     _count(session, sender.association_id, received.size_bytes)
@@ -309,6 +321,7 @@ class Admitter:
                     "sop_instance_uid": summary.sop_instance_uid,
                     "version": existing.version,
                     "sha256": received.sha256,
+                    **sender.details(),
                 },
             )
             _count(session, sender.association_id, received.size_bytes)
@@ -342,9 +355,10 @@ def record_refusal(
     status: int | None,
     reason: str,
     event: IngestEvent = IngestEvent.INSTANCE_REFUSED,
+    intake: dict[str, Any] | None = None,
 ) -> None:
     """Audit a refused (status answered) or incomplete (no status) instance; if the database
-    is down, log it instead."""
+    is down, log it instead. ``intake``: the path and sender details (IntakeInfo.details)."""
     shown_uid = str(sop_instance_uid)[:80]
     answered = f" (status 0x{status:04X})" if status is not None else ""
     try:
@@ -360,6 +374,7 @@ def record_refusal(
                     "sop_class_uid": str(sop_class_uid)[:80],
                     "status": status,
                     "reason": reason,
+                    **(intake or {}),
                 },
             )
             if association_id is not None:

@@ -1,8 +1,9 @@
 """The storage SCP: pynetdicom wired to the admission policy, validation and admission.
 
 Handlers stay small and turn every failure into a named status: association requests go
-through :class:`AdmissionPolicy`; each C-STORE data set is streamed into a :class:`SpoolFile`,
-validated from its header, and admitted by :class:`Admitter` before success is answered.
+through :class:`AdmissionPolicy`; each C-STORE data set is streamed into a :class:`SpoolFile`
+and handed to the one receive path (:class:`~.receive.Receiver`: validation, durable
+admission, audit) before its status is answered.
 Every association gets a row (accepted or rejected) and every refusal an audit row.
 """
 
@@ -22,17 +23,16 @@ from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..config.sections import ListenerSettings
-from ..db import Association, AssociationState, record_event
+from ..db import Association, AssociationState, IntakePath, record_event
 from ..db.types import utcnow
-from ..errors import InvalidInstanceError, StoreError, StoreFullError
 from ..runtime import Runtime
 from . import logcontext
-from .admit import Admitter, ReceivedFile, Sender, record_refusal
-from .contexts import storage_sop_classes, supported_contexts
+from .admit import ReceivedFile
+from .contexts import supported_contexts
 from .events import IngestEvent
 from .guard import AuditThrottle, ConnectionGuard, ConnectionTicket, GuardLimits
-from .header import read_instance_header
 from .policy import AdmissionDecision, AdmissionPolicy
+from .receive import IntakeInfo, Receiver
 from .spool import SpoolDirectory, SpoolFile, install_spool_factory, uninstall_spool_factory
 from .status import (
     LOCAL_LIMIT_EXCEEDED,
@@ -42,7 +42,6 @@ from .status import (
 )
 from .tls import certificate_subject, server_ssl_context
 from .transport import ListenerRequestHandler, ListenerServer
-from .validate import InstanceLimits, validate_instance
 from .wire import PduLimits
 
 log = logging.getLogger(__name__)
@@ -83,10 +82,11 @@ class StorageSCP:
         self.settings = settings or runtime.settings.listener
         self.clock = clock
         self.policy = AdmissionPolicy(self.settings)
-        self.limits = InstanceLimits.from_settings(self.settings)
-        self.allowed_sop_classes = frozenset(storage_sop_classes(self.settings.extra_sop_classes))
+        self.receiver = Receiver(runtime, settings=self.settings, clock=clock)
+        self.limits = self.receiver.limits
+        self.allowed_sop_classes = self.receiver.allowed_sop_classes
+        self.admitter = self.receiver.admitter
         self.spool = SpoolDirectory(runtime.store)
-        self.admitter = Admitter(runtime, clock=clock)
         self._states: dict[Any, _AssociationState] = {}
         self._states_lock = threading.Lock()
         self._stopping = False
@@ -465,18 +465,9 @@ class StorageSCP:
                 spool.sop_instance_uid,
                 spool.received_bytes,
             )
-            record_refusal(
-                self.runtime,
-                association_id=state.id,
-                actor=state.calling_ae,
-                sop_class_uid=spool.sop_class_uid or "",
-                sop_instance_uid=spool.sop_instance_uid or "",
-                status=None,
-                reason=(
-                    f"association ended after {spool.received_bytes} bytes, before the "
-                    "instance was complete; nothing kept"
-                ),
-                event=IngestEvent.INSTANCE_INCOMPLETE,
+            self.receiver.record_incomplete(
+                self._intake(state, spool.sop_class_uid or "", spool.sop_instance_uid or ""),
+                spool.received_bytes,
             )
         if state.id is None or state.rejected:
             return
@@ -547,6 +538,17 @@ class StorageSCP:
             spool.refuse("no association state (listener stopping)")
         return spool
 
+    def _intake(self, state: _AssociationState, sop_class: str, sop_instance: str) -> IntakeInfo:
+        return IntakeInfo(
+            IntakePath.C_STORE,
+            sender=state.calling_ae,
+            peer=f"{state.peer_host}:{state.peer_port}",
+            association_id=state.id,
+            quiet_seconds=state.decision.quiet_seconds,
+            sop_class_uid=sop_class,
+            sop_instance_uid=sop_instance,
+        )
+
     def _on_c_store(self, event: Any) -> int:
         state = self._state(event.assoc)
         request = event.request
@@ -559,62 +561,15 @@ class StorageSCP:
         if spool is None or state is None:
             log.error("C-STORE of %s arrived without its spool file", sop_instance[:80])
             return int(StoreStatus.OUT_OF_RESOURCES)
-        started = time.perf_counter()
-        status, reason = self._admit(spool, state, sop_class, sop_instance)
-        if status != StoreStatus.SUCCESS:
-            spool.discard()
-            log.warning("refused %s with 0x%04X: %s", sop_instance[:80], status, reason)
-            record_refusal(
-                self.runtime,
-                association_id=state.id,
-                actor=state.calling_ae,
-                sop_class_uid=sop_class,
-                sop_instance_uid=sop_instance,
-                status=status,
-                reason=reason,
-            )
-        else:
-            log.debug(
-                "%s admitted in %.3f s (%s)", sop_instance, time.perf_counter() - started, reason
-            )
-        return status
-
-    def _admit(
-        self, spool: SpoolFile, state: _AssociationState, sop_class: str, sop_instance: str
-    ) -> tuple[int, str]:
-        """Validate and admit one received file; (status, reason)."""
-        if spool.refusal is not None:
-            return int(StoreStatus.OUT_OF_RESOURCES), spool.refusal
-        try:
-            header = read_instance_header(
-                spool.path,
-                scratch_dir=self.spool.path,
-                max_inflated_bytes=self.limits.max_instance_bytes,
-            )
-            summary = validate_instance(
-                header,
-                command_sop_class_uid=sop_class,
-                command_sop_instance_uid=sop_instance,
-                allowed_sop_classes=self.allowed_sop_classes,
-                limits=self.limits,
-            )
-            self.runtime.store.check_space()
-            admission = self.admitter.admit(
-                ReceivedFile(spool.path, spool.sha256, spool.received_bytes, spool.wait_synced),
-                summary,
-                Sender(state.id, state.calling_ae, state.decision.quiet_seconds),
-            )
-        except InvalidInstanceError as exc:
-            return exc.status, str(exc)
-        except StoreFullError as exc:
-            return int(StoreStatus.OUT_OF_RESOURCES), str(exc)
-        except SQLAlchemyError as exc:
-            log.error("database error while admitting %s: %s", sop_instance[:80], exc)
-            return int(StoreStatus.OUT_OF_RESOURCES), "the database is unavailable"
-        except (StoreError, OSError) as exc:
-            log.error("store error while admitting %s: %s", sop_instance[:80], exc)
-            return int(StoreStatus.OUT_OF_RESOURCES), f"the store cannot keep it: {exc}"
-        except Exception as exc:  # a defect of ours must not read as the sender's fault
-            log.exception("unexpected error while admitting %s", sop_instance[:80])
-            return int(StoreStatus.OUT_OF_RESOURCES), f"internal error: {type(exc).__name__}"
-        return int(StoreStatus.SUCCESS), f"{admission.outcome} v{admission.version}"
+        refusal = spool.refusal
+        received = ReceivedFile(
+            spool.path,
+            spool.sha256 if refusal is None else "",
+            spool.received_bytes,
+            spool.wait_synced,
+            refusal=refusal,
+        )
+        outcome = self.receiver.receive(received, self._intake(state, sop_class, sop_instance))
+        if not outcome.ok:
+            spool.discard()  # closes it (the receive path has removed the file)
+        return outcome.status

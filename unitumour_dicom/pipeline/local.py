@@ -1,7 +1,8 @@
 """Process a folder of DICOM instances without the network (``unitumour process``).
 
-The files are admitted exactly as the listener admits a received instance (validated, moved
-into the store with their digests, recorded, grouped into slides); each slide is settled at
+The files are admitted by the listener's own receive path (:mod:`..ingest.receive`: copied
+into the store's spool, validated, made durable, recorded with the intake path ``process``,
+grouped into slides; a refused file is audited as a refused C-STORE is); each slide is settled at
 once (the same pyramid check, the same job creation); and each job runs through
 :func:`process_slide`, the worker's own path. Provenance is therefore recorded as for any job,
 and the SEG instances the store holds are copied to the output folder.
@@ -13,7 +14,6 @@ supersedes the old one, as a re-run from the web app does).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from collections.abc import Callable, Iterator
@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 
 from ..db import Job, JobState, Result, Slide, SlideState
 from ..db.types import utcnow
-from ..errors import InvalidInstanceError, JobError, UniTumourError
+from ..errors import JobError, UniTumourError
 from ..progress import StageProgress
 from ..runtime import Runtime
 from .models import ModelProvider
@@ -62,40 +62,6 @@ def _dicom_files(folder: Path) -> Iterator[Path]:
             yield path
 
 
-def _admit_file(path: Path, runtime: Runtime, admitter, limits, classes, *, sender=None):
-    """Admit one DICOM file as the listener admits a received instance; ``sender`` (default:
-    the local folder, with the listener's quiet time) is who the audit and the slide name."""
-    from ..ingest import ReceivedFile, Sender, validate_instance
-    from ..ingest.header import read_instance_header
-
-    store = runtime.store
-    digest = hashlib.sha256()
-    store.check_space(path.stat().st_size)
-    with store.spool_writer() as (spooled, out), open(path, "rb") as src:
-        while chunk := src.read(1 << 20):
-            digest.update(chunk)
-            out.write(chunk)
-    try:
-        header = read_instance_header(
-            spooled, scratch_dir=store.spool_dir, max_inflated_bytes=limits.max_instance_bytes
-        )
-        ds = header.dataset
-        summary = validate_instance(
-            header,
-            command_sop_class_uid=str(ds.get("SOPClassUID", "")),
-            command_sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
-            allowed_sop_classes=classes,
-            limits=limits,
-        )
-        return admitter.admit(
-            ReceivedFile(spooled, digest.hexdigest(), spooled.stat().st_size),
-            summary,
-            sender or Sender(None, LOCAL_SOURCE, runtime.settings.listener.quiet_seconds),
-        )
-    finally:
-        spooled.unlink(missing_ok=True)  # admitted files were moved away; refused ones go
-
-
 def admit_folder(
     folder: Path,
     runtime: Runtime,
@@ -106,29 +72,24 @@ def admit_folder(
     """Admit every DICOM file under ``folder``; return the ids of the slides they belong to.
 
     ``on_progress`` is told ``("files", done, total)`` after each file."""
-    from ..ingest import Admitter, InstanceLimits
-    from ..ingest.admit import AdmissionOutcome
-    from ..ingest.contexts import storage_sop_classes
+    from ..db import IntakePath
+    from ..ingest.receive import IntakeInfo, Receiver
 
-    settings = runtime.settings.listener
-    admitter = Admitter(runtime)
-    limits = InstanceLimits.from_settings(settings)
-    classes = storage_sop_classes(settings.extra_sop_classes)
+    receiver = Receiver(runtime)
+    intake = IntakeInfo(IntakePath.PROCESS, sender=LOCAL_SOURCE, peer=str(folder))
     slides: set[int] = set()
     files = list(_dicom_files(folder))
     if not files:
         raise JobError(f"{folder} holds no DICOM files (Part 10, with the DICM preamble)")
     for done, path in enumerate(files, 1):
-        try:
-            admission = _admit_file(path, runtime, admitter, limits, classes)
-        except InvalidInstanceError as exc:
-            report.refused[str(path)] = f"{exc} (status 0x{exc.status:04X})"
-            log.warning("%s refused: %s", path, exc)
+        outcome = receiver.receive(path, intake)
+        if on_progress is not None:
+            on_progress("files", done, len(files))
+        admission = outcome.admission
+        if admission is None:
+            report.refused[str(path)] = f"{outcome.reason} (status 0x{outcome.status:04X})"
             continue
-        finally:
-            if on_progress is not None:
-                on_progress("files", done, len(files))
-        if admission.outcome is AdmissionOutcome.DUPLICATE:
+        if outcome.duplicate:
             report.duplicates.append(admission.path)
         else:
             report.admitted.append(admission.path)

@@ -1,17 +1,19 @@
-"""The watched folder's one call into the intake path (the switch point for the lead's
-``receive_instance``): a converted file is admitted exactly as ``unitumour process`` admits a
-file and the listener a received instance (spooled with its digest, header read, validated,
-stored, recorded), named as coming from the watched folder."""
+"""The watched folder's one call into the intake path: a converted file goes through the one
+receive path (``ingest.receive``) as a C-STORE, STOW-RS or ``unitumour process`` instance does
+(spooled with its digest, header read, validated, stored, recorded), named as coming from the
+watched folder."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..ingest import Admission, Admitter, InstanceLimits, InstanceSummary, Sender
+from ..db import IntakePath
+from ..errors import InvalidInstanceError
+from ..ingest import Admission, InstanceLimits, InstanceSummary
 from ..ingest.contexts import storage_sop_classes
 from ..ingest.header import read_instance_header
+from ..ingest.receive import IntakeInfo, Receiver
 from ..ingest.validate import validate_instance
-from ..pipeline.local import _admit_file
 from ..runtime import Runtime
 
 
@@ -21,7 +23,7 @@ class ConvertedAdmission:
     def __init__(self, runtime: Runtime) -> None:
         listener = runtime.settings.listener
         self.runtime = runtime
-        self.admitter = Admitter(runtime)
+        self.receiver = Receiver(runtime)
         self.limits = InstanceLimits.from_settings(listener)
         self.classes = storage_sop_classes(listener.extra_sop_classes)
 
@@ -45,7 +47,11 @@ class ConvertedAdmission:
     def admit(self, path: Path, *, source_name: str, hold_seconds: float) -> Admission:
         """Admit one converted file; its slide is held ``hold_seconds`` (the watcher settles it
         at once when the whole conversion is in, so a crash midway never settles half)."""
-        sender = Sender(None, source_name, hold_seconds)
-        return _admit_file(
-            path, self.runtime, self.admitter, self.limits, self.classes, sender=sender
+        self.runtime.store.check_space(path.stat().st_size)  # StoreFullError: try later
+        intake = IntakeInfo(
+            IntakePath.WATCHED_FOLDER, sender=source_name, quiet_seconds=hold_seconds
         )
+        outcome = self.receiver.receive(path, intake)
+        if outcome.admission is None:
+            raise InvalidInstanceError(outcome.reason, outcome.status)
+        return outcome.admission
