@@ -6,7 +6,7 @@ keyed by the sha256 of the file's bytes, says whether it is being converted, was
 other table changes.
 
 Revision ID: 0006
-Revises: 0003 (re-chained at merge after 0004 and 0005)
+Revises: 0005
 Create Date: 2026-12-03
 """
 
