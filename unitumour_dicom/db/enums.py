@@ -207,15 +207,15 @@ class AuditEventName(StrEnum):
 
     # -- the watched folder (vendor files converted) ----------------------------------------
     #: A vendor file was converted and every instance of it admitted; its slide settles now.
-    FILE_CONVERTED = "watch.converted"
+    WATCH_CONVERTED = "watch.converted"
     #: The same bytes were dropped again: not converted twice, the copy moved to done/.
-    FILE_DUPLICATE = "watch.duplicate"
+    WATCH_DUPLICATE = "watch.duplicate"
     #: The file could not be converted or admitted; it is in failed/ with the reason beside it.
-    FILE_FAILED = "watch.failed"
+    WATCH_FAILED = "watch.failed"
     #: A file left half-done by a crash (its row still "converting") is converted again.
-    FILE_RETRIED = "watch.retried"
+    WATCH_RETRIED = "watch.retried"
     #: No sidecar and no file-name match: the slide carries a generated, marked identity.
-    IDENTITY_GENERATED = "watch.identity_generated"
+    WATCH_IDENTITY_GENERATED = "watch.identity_generated"
     #: The watcher started or stopped.
     WATCH_STARTED = "watch.started"
     WATCH_STOPPED = "watch.stopped"

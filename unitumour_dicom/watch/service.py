@@ -213,7 +213,7 @@ class WatchService:
                     elif row.state == ConvertedFileState.CONVERTING:
                         record_event(
                             session=session,
-                            event=WatchEvent.FILE_RETRIED,
+                            event=WatchEvent.WATCH_RETRIED,
                             message=(
                                 f"{path.name} was left half-done (attempt {row.attempts}); "
                                 "converting it again"
@@ -307,7 +307,7 @@ class WatchService:
             }
             record_event(
                 session=session,
-                event=WatchEvent.FILE_CONVERTED,
+                event=WatchEvent.WATCH_CONVERTED,
                 message=(
                     f"{path.name} from the watched folder converted to series {series_uid}: "
                     f"{len(admitted)} instance(s) admitted ({identity.source})"
@@ -319,7 +319,7 @@ class WatchService:
             for warning in identity.warnings:
                 record_event(
                     session=session,
-                    event=WatchEvent.IDENTITY_GENERATED,
+                    event=WatchEvent.WATCH_IDENTITY_GENERATED,
                     message=warning,
                     actor=ACTOR,
                     slide_id=slide_id,
@@ -342,7 +342,7 @@ class WatchService:
             series_uid, slide_id, first = row.series_instance_uid, row.slide_id, row.source_name
             record_event(
                 session=session,
-                event=WatchEvent.FILE_DUPLICATE,
+                event=WatchEvent.WATCH_DUPLICATE,
                 message=(
                     f"{path.name} has the same bytes as {first}, converted before to series "
                     f"{series_uid}; not converted again"
@@ -377,7 +377,7 @@ class WatchService:
             )
             record_event(
                 session=session,
-                event=WatchEvent.FILE_FAILED,
+                event=WatchEvent.WATCH_FAILED,
                 message=f"{path.name} from the watched folder not converted: {reason}"[:4000],
                 actor=ACTOR,
                 details={
