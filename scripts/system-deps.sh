@@ -2,6 +2,7 @@
 # Installs the Debian packages the service and its tests use, when they are missing:
 # DCMTK (storescu/storescp as real DICOM peers), dicom3tools (dciodvfy, the validator),
 # Chromium (browser tests), npm (fetches the viewer bundle), Orthanc (the PACS routing example)
+# with its DICOMweb plugin (the PACS the pull tests query and retrieve from)
 # and openssl (the TLS recipe in the operator guide). Needs root or sudo.
 set -euo pipefail
 
@@ -11,6 +12,8 @@ command -v dciodvfy >/dev/null || need+=(dicom3tools)
 command -v chromium >/dev/null || need+=(chromium)
 command -v npm >/dev/null || need+=(npm)
 command -v Orthanc >/dev/null || need+=(orthanc)  # a real PACS for the routing example's test
+# QIDO-RS/WADO-RS for the pull tests (Debian installs the plugin here)
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
 command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

@@ -340,6 +340,26 @@ class LoginThrottle(Base):
     last_failure_at: Mapped[datetime | None]
 
 
+class PullWatermark(Base):
+    """Where polling one pull source stands: survives restarts, so a poll resumes from it.
+
+    ``watermark`` is the start (our clock) of the last poll whose query and retrievals all
+    succeeded; the next query reaches back from it by the overlap setting, and series
+    already received are skipped, so neither a coarse DICOM date nor a PACS clock that
+    differs from ours loses a series.
+    """
+
+    __tablename__ = "pull_watermarks"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    watermark: Mapped[datetime | None]
+    last_poll_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    series_retrieved: Mapped[int] = mapped_column(Integer, default=0)
+    instances_received: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 @event.listens_for(Session, "before_flush")
 def _audit_is_append_only(session: Session, flush_context: Any, instances: Any) -> None:
     for obj in list(session.dirty) + list(session.deleted):

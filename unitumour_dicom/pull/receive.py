@@ -1,0 +1,163 @@
+"""The one call by which a pulled instance enters admission.
+
+A retrieved instance (WADO-RS part, C-GET sub-operation) is spooled into the store's spool
+area by its transport, then handed to :func:`receive_pulled`, which validates and admits it
+exactly as ``unitumour process`` admits a local file (pipeline/local.py ``_admit_file``):
+header read, validation, disk watermark, durable admission, audit. It is kept as one small
+function so that it can call the library's single ``receive_instance`` instead, once that
+exists, without touching the transports.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config.sections import ListenerSettings
+from ..errors import InvalidInstanceError, StoreError
+from ..ingest import Admission, Admitter, InstanceLimits, ReceivedFile, Sender, validate_instance
+from ..ingest.admit import record_refusal
+from ..ingest.contexts import storage_sop_classes
+from ..ingest.header import read_instance_header
+from ..ingest.spool import SpoolFile
+from ..ingest.status import StoreStatus
+from ..runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+#: The spool sub-folder of pulled instances (the listener sweeps only its own sub-folder).
+PULL_SPOOL = "pull"
+
+
+@dataclass(frozen=True)
+class PullIntake:
+    """From which source a pulled instance came: recorded with it and with any refusal.
+
+    ``sender`` becomes the slide's source AE (routing of results by caller rule): the PACS's
+    AE title for a DIMSE source, the source's name for a DICOMweb one. ``remote``: its URL or
+    AE@host:port.
+    """
+
+    source: str
+    sender: str
+    remote: str
+    quiet_seconds: float | None = None
+
+    def details(self) -> dict[str, str]:
+        return {"intake": "pull", "source": self.source, "sender": self.sender, "peer": self.remote}
+
+
+@dataclass(frozen=True)
+class PullOutcome:
+    """What admission made of one pulled instance: a DICOM status and why."""
+
+    status: int
+    reason: str
+    admission: Admission | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == StoreStatus.SUCCESS
+
+
+class PullReceiver:
+    """Admission for pulled instances over one runtime (shares an Admitter when given one,
+    so admissions of one SOP Instance UID stay serialised with the listener's)."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        admitter: Admitter | None = None,
+        settings: ListenerSettings | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.settings = settings or runtime.settings.listener
+        self.limits = InstanceLimits.from_settings(self.settings)
+        self.classes = frozenset(storage_sop_classes(self.settings.extra_sop_classes))
+        self.admitter = admitter or Admitter(runtime)
+        self.spool_dir = runtime.store.spool_dir / PULL_SPOOL
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+
+    def new_spool(self) -> SpoolFile:
+        """A spool file for one instance: hashed, counted against the size limit and the disk
+        watermark as it is written (never held in memory)."""
+        path = self.spool_dir / f"{uuid.uuid4().hex}.part"
+        return SpoolFile(path, max_bytes=self.limits.max_instance_bytes, store=self.runtime.store)
+
+    def receive(self, spool: SpoolFile, intake: PullIntake) -> PullOutcome:
+        """Admit (or refuse, with an audit row) one complete spooled instance; consumes it."""
+        try:
+            return receive_pulled(self, spool, intake)
+        finally:
+            spool.discard()  # admitted files were moved into the store; the rest go
+
+
+def receive_pulled(receiver: PullReceiver, spool: SpoolFile, intake: PullIntake) -> PullOutcome:
+    """The receive-one-instance sequence for the pull intake (see the module note)."""
+    if spool.refusal is not None:
+        return _refused(receiver, intake, int(StoreStatus.OUT_OF_RESOURCES), spool.refusal, "")
+    spool.wait_synced()
+    shown = spool.path.name
+    try:
+        header = read_instance_header(
+            spool.path,
+            scratch_dir=receiver.spool_dir,
+            max_inflated_bytes=receiver.limits.max_instance_bytes,
+        )
+        ds = header.dataset
+        shown = str(ds.get("SOPInstanceUID", shown))[:80]
+        summary = validate_instance(
+            header,
+            command_sop_class_uid=str(ds.get("SOPClassUID", "")),
+            command_sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
+            allowed_sop_classes=receiver.classes,
+            limits=receiver.limits,
+        )
+        receiver.runtime.store.check_space()
+        quiet = intake.quiet_seconds or receiver.settings.quiet_seconds
+        admission = receiver.admitter.admit(
+            ReceivedFile(spool.path, spool.sha256, spool.received_bytes),
+            summary,
+            Sender(None, intake.sender[:64], quiet),
+        )
+    except InvalidInstanceError as exc:
+        return _refused(receiver, intake, exc.status, str(exc), shown)
+    except (StoreError, OSError) as exc:
+        return _refused(receiver, intake, int(StoreStatus.OUT_OF_RESOURCES), f"store: {exc}", shown)
+    return PullOutcome(
+        int(StoreStatus.SUCCESS), f"{admission.outcome} v{admission.version}", admission
+    )
+
+
+def _refused(
+    receiver: PullReceiver, intake: PullIntake, status: int, reason: str, sop_instance: str
+) -> PullOutcome:
+    log.warning("pulled instance %s from %s refused: %s", sop_instance, intake.source, reason)
+    record_refusal(
+        receiver.runtime,
+        association_id=None,
+        actor=intake.sender,
+        sop_class_uid="",
+        sop_instance_uid=sop_instance,
+        status=status,
+        reason=f"{reason} (pull from {intake.source}, {intake.remote})",
+    )
+    return PullOutcome(status, reason)
+
+
+def remove_leftovers(spool_dir: Path, older_than_s: float = 24 * 3600.0) -> int:
+    """Delete pull spool files a crash left behind (older than a day: none is in use)."""
+    removed = 0
+    cutoff = time.time() - older_than_s
+    for path in spool_dir.glob("*.part"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
