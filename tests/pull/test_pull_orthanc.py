@@ -8,7 +8,11 @@ refuses or cannot be reached is audited without stopping anything.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -326,3 +330,49 @@ def test_the_loop_survives_a_failing_source(sqlite_runtime: Runtime) -> None:
         service.stop(grace_s=1)
     with runtime.session() as session:
         assert session.scalar(select(func.count()).select_from(PullWatermark)) == 1
+
+
+def test_pull_commands(tmp_path: Path, orthanc: Orthanc, slide: Any) -> None:
+    """``unitumour pull run --once`` (as from cron) and ``pull status``, as processes."""
+    config = tmp_path / "unitumour.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n'
+        "[[pull.sources]]\n"
+        'name = "orthanc-web"\nkind = "dicomweb"\n'
+        f'url = "{orthanc.dicomweb_url}"\nauth = "basic"\n'
+        f'username = "{orthanc.user}"\npassword = "{orthanc.password}"\n'
+        "[[pull.sources]]\n"
+        'name = "orthanc-dimse"\nkind = "dimse"\nenabled = false\n'
+        f'ae_title = "{orthanc.aet}"\nhost = "127.0.0.1"\nport = {orthanc.dicom_port}\n'
+    )
+    env = {**os.environ, "UNITUMOUR_CONFIG": str(config)}
+    unitumour = [sys.executable, "-m", "unitumour_services.cli"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*unitumour, *args], env=env, capture_output=True, text=True, timeout=120
+        )
+
+    assert run("db", "upgrade").returncode == 0
+    first = run("pull", "run", "--once")
+    assert first.returncode == 0, first.stderr
+    assert "orthanc-web: 1 series found, 0 already received, 1 retrieved" in first.stdout
+    assert "orthanc-dimse" not in first.stdout  # disabled: polled only when named
+    named = run("pull", "run", "--once", "--json", "orthanc-dimse")
+    assert named.returncode == 0, named.stderr
+    report = json.loads(named.stdout)
+    assert report["source"] == "orthanc-dimse" and report["skipped"] == 1
+    assert report["retrieved"] == []
+    unknown = run("pull", "run", "--once", "nowhere")
+    assert unknown.returncode == 2 and "no pull source named 'nowhere'" in unknown.stderr
+
+    shown = run("pull", "status", "--json")
+    assert shown.returncode == 0, shown.stderr
+    web, dimse = json.loads(shown.stdout)
+    assert web["source"] == "orthanc-web" and web["watermark"] is not None
+    assert web["series_retrieved"] == 1
+    assert web["instances_received"] == len(slide.instance_paths)
+    assert dimse["enabled"] is False and dimse["series_retrieved"] == 0
+    assert "password" not in shown.stdout and orthanc.password not in shown.stdout
+    text = run("pull", "status")
+    assert "orthanc-web: wado-rs from http://127.0.0.1:" in text.stdout

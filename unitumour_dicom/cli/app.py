@@ -17,6 +17,7 @@ from .destinations_cmd import destinations_app
 from .evaluate_cmd import evaluate_command
 from .health_cmd import health_app
 from .process_cmd import process
+from .pull_cmd import pull_app
 from .retention_cmd import retention_app
 from .synth_cmd import synth
 from .train_cmd import train_command
@@ -38,6 +39,7 @@ app.add_typer(health_app, name="health")
 app.command("synth")(synth)
 app.add_typer(users_app, name="users")
 app.add_typer(retention_app, name="retention")
+app.add_typer(pull_app, name="pull")
 app.command("process")(process)
 
 
