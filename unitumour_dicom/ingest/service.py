@@ -94,7 +94,7 @@ class ListenerService:
             self._settler.join()
             self._settler = None
         if self._puller is not None:
-            self._puller.join()  # a retrieval in flight ends at its next read deadline at most
+            self._puller.join()  # a retrieval in flight stops at its next chunk or response
             self._puller = None
         self._audit(IngestEvent.LISTENER_STOPPED, "listener stopped")
 
@@ -129,7 +129,10 @@ class ListenerService:
         interval = self.runtime.settings.pull.interval_s
         try:
             poller = Poller(
-                self.runtime, receiver=PullReceiver(self.runtime, admitter=self.scp.admitter)
+                self.runtime,
+                receiver=PullReceiver(self.runtime, admitter=self.scp.admitter),
+                clock=self.clock,
+                cancelled=self._stop.is_set,
             )
         except Exception:
             log.exception("the pull loop cannot start")

@@ -87,9 +87,16 @@ def _read_bounded(response: httpx.Response, limit: int, what: str) -> bytes:
 class DicomwebSource:
     """Query and retrieve over DICOMweb for one configured source."""
 
-    def __init__(self, source: PullSourceSettings, settings: PullSettings) -> None:
+    def __init__(
+        self,
+        source: PullSourceSettings,
+        settings: PullSettings,
+        *,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.source = source
         self.settings = settings
+        self.cancelled = cancelled
 
     def find_series(self, query: SeriesQuery) -> list[SeriesHit]:
         """QIDO-RS ``/series`` with the query's keys; at most ``pull.max_results`` series."""
@@ -191,6 +198,8 @@ class DicomwebSource:
                     limits=MultipartLimits(),  # at most 10,000 instances a series
                 )
                 for chunk in response.iter_bytes(_CHUNK):
+                    if self.cancelled():
+                        raise PullError("stopped (the process is shutting down)")
                     reader.feed(chunk)
                 reader.finish()
                 return reader.parts

@@ -61,7 +61,9 @@ class DimseSource:
         move_destination: str,
         extra_sop_classes: list[str] | None = None,
         max_pdu_bytes: int = 131072,
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> None:
+        self.cancelled = cancelled
         self.source = source
         self.settings = settings
         self.calling_ae_title = source.calling_ae_title or calling_ae_title
@@ -233,6 +235,9 @@ class DimseSource:
                     final, last = _status(status, "C-GET"), status
                     if final not in _PENDING:
                         break
+                    if self.cancelled():
+                        assoc.abort()
+                        raise PullError("stopped (the process is shutting down)")
                 # sub-operations we refused were audited by admission: not a retrieval failure
                 self._check_final("C-GET", final, last, refused_by_us=counts["refused"])
         finally:
@@ -275,5 +280,8 @@ class DimseSource:
                 final, last = _status(status, "C-MOVE"), status
                 if final not in _PENDING:
                     break
+                if self.cancelled():
+                    assoc.abort()
+                    raise PullError("stopped (the process is shutting down)")
             self._check_final("C-MOVE", final, last)
         return int(getattr(last, "NumberOfCompletedSuboperations", 0) or 0)

@@ -83,8 +83,10 @@ class Poller:
         *,
         receiver: PullReceiver | None = None,
         clock: Callable[[], datetime] = utcnow,
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> None:
         self.runtime = runtime
+        self.cancelled = cancelled
         self.settings: Settings = runtime.settings
         self.receiver = receiver or PullReceiver(runtime)
         self.clock = clock
@@ -100,7 +102,12 @@ class Poller:
         return [s for s in configured.values() if s.enabled]
 
     def poll(self, names: list[str] | None = None) -> list[SourceReport]:
-        return [self.poll_source(source) for source in self.sources(names)]
+        reports = []
+        for source in self.sources(names):
+            if self.cancelled():
+                break
+            reports.append(self.poll_source(source))
+        return reports
 
     def poll_source(self, source: PullSourceSettings) -> SourceReport:
         started = self.clock()
@@ -136,6 +143,9 @@ class Poller:
         limit = self.settings.pull.max_series_per_poll
         report.deferred = max(0, len(new) - limit)
         for hit in new[:limit]:
+            if self.cancelled():
+                report.failed[hit.series_instance_uid] = "not retrieved: stopping"
+                break
             self._retrieve(source, client, hit, report, base)
         report.complete = not report.failed and not report.deferred
         self._record(source, report)
@@ -143,7 +153,7 @@ class Poller:
 
     def _client(self, source: PullSourceSettings) -> DicomwebSource | DimseSource:
         if source.kind == "dicomweb":
-            return DicomwebSource(source, self.settings.pull)
+            return DicomwebSource(source, self.settings.pull, cancelled=self.cancelled)
         listener = self.settings.listener
         return DimseSource(
             source,
@@ -152,6 +162,7 @@ class Poller:
             move_destination=listener.ae_title,
             extra_sop_classes=list(listener.extra_sop_classes),
             max_pdu_bytes=listener.max_pdu_bytes,
+            cancelled=self.cancelled,
         )
 
     def _retrieve(
