@@ -8,6 +8,7 @@ refuses or cannot be reached is audited without stopping anything.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import struct
@@ -21,6 +22,8 @@ from typing import Any
 
 import pydicom
 import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from sqlalchemy import func, select
 
 from unitumour_dicom.config.sections import PullSettings, PullSourceSettings
@@ -39,6 +42,7 @@ pytestmark = [
 ]
 
 OUR_AE = "UNITUMOUR"
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 
 
 @pytest.fixture(scope="module")
@@ -376,3 +380,68 @@ def test_pull_commands(tmp_path: Path, orthanc: Orthanc, slide: Any) -> None:
     assert "password" not in shown.stdout and orthanc.password not in shown.stdout
     text = run("pull", "status")
     assert "orthanc-web: wado-rs from http://127.0.0.1:" in text.stdout
+
+
+def _secondary_capture_in(slide: Any) -> bytes:
+    """An instance of another SOP class in the slide's series (a PACS may hold one there)."""
+    ds = Dataset()
+    ds.SOPClassUID = SECONDARY_CAPTURE
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = slide.study_uid
+    ds.SeriesInstanceUID = slide.series_uid
+    ds.Modality = "SM"
+    ds.PatientID = "PHANTOM-0001"
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = SECONDARY_CAPTURE
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["dicomweb", "c-get"])
+def test_an_instance_we_do_not_take_does_not_make_the_series_churn(
+    sqlite_runtime: Runtime, orthanc: Orthanc, slide: Any, tmp_path: Path, kind: str
+) -> None:
+    extra = tmp_path / "sc.dcm"
+    extra.write_bytes(_secondary_capture_in(slide))
+    orthanc.upload([extra])
+    source = _web(orthanc) if kind == "dicomweb" else _dimse(orthanc, retrieve="c-get")
+    runtime = _with_sources(sqlite_runtime, source)
+    first = Poller(runtime).poll_source(source)
+    # the slide is admitted; the other instance is refused by us (WADO-RS: it arrived and
+    # validation refused it, audited) or never sent (C-GET: no context for its class)
+    assert first.ok and first.complete and first.retrieved == [slide.series_uid], first
+    assert first.instances == len(slide.instance_paths)
+    assert first.refused == (1 if kind == "dicomweb" else 0)
+    (event,) = _events(runtime, "pull.series_retrieved")
+    if kind == "c-get":
+        assert "1 instances of SOP classes we do not accept" in event.details["warning"]
+    else:
+        (refusal,) = _events(runtime, "instance.refused")
+        assert "0x0122" in refusal.message
+    # the source counts one more instance than we hold, yet the series is done
+    second = Poller(runtime).poll_source(source)
+    assert second.skipped == 1 and not second.retrieved
+
+
+def test_a_series_that_keeps_failing_is_given_up(
+    sqlite_runtime: Runtime, orthanc: Orthanc, slide: Any
+) -> None:
+    # the PACS does not know this move destination: every C-MOVE fails
+    source = _dimse(orthanc, retrieve="c-move", move_destination="NOWHERE")
+    runtime = _with_sources(sqlite_runtime, source, max_attempts=2)
+    first = Poller(runtime).poll_source(source)
+    assert slide.series_uid in first.failed and not first.complete
+    with runtime.session() as session:
+        assert session.get(PullWatermark, source.name).watermark is None  # held back
+    second = Poller(runtime).poll_source(source)
+    assert second.ok and second.complete  # given up: it no longer holds the watermark
+    (given_up,) = _events(runtime, "pull.series_given_up")
+    assert "given up after 2 attempts" in given_up.message
+    assert len(_events(runtime, "pull.series_failed")) == 1
+    third = Poller(runtime).poll_source(source)
+    assert third.given_up == 1 and not third.retrieved and not third.failed
+    with runtime.session() as session:
+        assert session.get(PullWatermark, source.name).watermark == third.started_at

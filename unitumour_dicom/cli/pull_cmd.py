@@ -31,6 +31,7 @@ def _report_dict(report: SourceReport) -> dict[str, Any]:
         "instances": report.instances,
         "refused": report.refused,
         "deferred": report.deferred,
+        "given_up": report.given_up,
         "failed": {uid or "query": why for uid, why in report.failed.items()},
         "complete": report.complete,
     }
@@ -43,6 +44,7 @@ def _print(report: SourceReport) -> None:
         + (f", {report.refused} refused" if report.refused else "")
         + ")"
         + (f", {report.deferred} left for the next poll" if report.deferred else "")
+        + (f", {report.given_up} given up earlier" if report.given_up else "")
     )
     typer.echo(line)
     for uid, why in report.failed.items():
@@ -92,7 +94,7 @@ def status(
 ) -> None:
     """Each configured source: its watermark, last poll, last success, last error, counts."""
     settings = run_guarded(state.settings)
-    from ..pull.watermark import all_watermarks
+    from ..pull.watermark import all_watermarks, failed_series
 
     runtime = state.runtime()
     with runtime.session() as session:
@@ -113,6 +115,7 @@ def status(
                     "last_error": row.last_error if row else None,
                     "series_retrieved": row.series_retrieved if row else 0,
                     "instances_received": row.instances_received if row else 0,
+                    "series_given_up": failed_series(session, source.name),
                 }
             )
     if as_json:
@@ -128,6 +131,11 @@ def status(
             f"{item['last_poll_at'] or 'never'}; {item['series_retrieved']} series, "
             f"{item['instances_received']} instances so far"
         )
+        if item["series_given_up"]:
+            typer.secho(
+                f"  {item['series_given_up']} series given up (see the audit log)",
+                fg=typer.colors.YELLOW,
+            )
         if item["last_error"]:
             typer.secho(f"  last error: {item['last_error']}", fg=typer.colors.RED)
 

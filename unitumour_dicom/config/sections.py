@@ -648,3 +648,11 @@ class PullSettings(Section):
         gt=0,
         description="C-MOVE: how long to wait for the moved instances to reach the listener.",
     )
+    max_attempts: int = Field(
+        default=5,
+        ge=1,
+        description=(
+            "Retrievals of one series before it is given up (audited); until then a failed "
+            "series holds its source's watermark back, so the next poll tries it again."
+        ),
+    )

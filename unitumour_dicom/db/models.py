@@ -360,6 +360,30 @@ class PullWatermark(Base):
     instances_received: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class PullSeries(Base):
+    """One series a pull source offered that we set out to retrieve, and how that went.
+
+    ``state`` retrieved: done, never fetched again from this source; retrying: a retrieval
+    failed (it holds its source's watermark back, so the next poll finds it again); failed:
+    given up after ``pull.max_attempts`` (audited; it no longer holds the watermark).
+    """
+
+    __tablename__ = "pull_series"
+    __table_args__ = (UniqueConstraint("source", "series_instance_uid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    study_instance_uid: Mapped[str] = mapped_column(UID)
+    series_instance_uid: Mapped[str] = mapped_column(UID, index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    instances: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    first_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retrieved_at: Mapped[datetime | None]
+
+
 @event.listens_for(Session, "before_flush")
 def _audit_is_append_only(session: Session, flush_context: Any, instances: Any) -> None:
     for obj in list(session.dirty) + list(session.deleted):

@@ -15,6 +15,7 @@ the ``pull.timeout_s`` deadline.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +40,12 @@ log = logging.getLogger(__name__)
 
 _PENDING = (0xFF00, 0xFF01)
 _WARNING = 0xB000
+_MOVE = StudyRootQueryRetrieveInformationModelMove
+#: Most instances of one series we retrieve (as many parts as a WADO-RS response may have).
+MAX_INSTANCES_PER_SERIES = 10_000
+#: SOP Instance UIDs per IMAGE level C-GET/C-MOVE request (a list of UIDs, PS3.4 C.2.2.2.2).
+_UIDS_PER_REQUEST = 200
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 #: Presentation contexts left for storage after the C-GET one (128 is the protocol's limit).
 _MAX_CONTEXTS = 127
 
@@ -158,7 +165,10 @@ class DimseSource:
         ds.NumberOfSeriesRelatedInstances = ""
         return ds
 
-    def _find(self, assoc: Association, identifier: Dataset, level: str) -> list[Dataset]:
+    def _find(
+        self, assoc: Association, identifier: Dataset, level: str, *, limit: int | None = None
+    ) -> list[Dataset]:
+        limit = self.settings.max_results if limit is None else limit
         found: list[Dataset] = []
         responses = assoc.send_c_find(identifier, StudyRootQueryRetrieveInformationModelFind)
         for status, answer in responses:
@@ -166,20 +176,64 @@ class DimseSource:
             if code in _PENDING:
                 if answer is not None:
                     found.append(answer)
-                if len(found) > self.settings.max_results:
+                if len(found) > limit:
                     assoc.abort()
-                    raise PullError(self._too_many())
+                    raise PullError(
+                        self._too_many() if level != "image" else f"more than {limit} instances"
+                    )
                 continue
             if code != 0:
                 raise PullError(f"C-FIND at {level} level failed with status 0x{code:04X}")
         return found
 
-    def _retrieve_identifier(self, hit: SeriesHit) -> Dataset:
+    def _plan(self, assoc: Association, hit: SeriesHit) -> tuple[list[Dataset], str | None]:
+        """What to retrieve: the series, when each of its instances is of a SOP class we take;
+        else, at IMAGE level, lists of the instances we take (a PACS may fail a whole C-GET
+        on one instance it has no presentation context for). The note says what is left out.
+        """
         ds = Dataset()
-        ds.QueryRetrieveLevel = "SERIES"
+        ds.QueryRetrieveLevel = "IMAGE"
         ds.StudyInstanceUID = hit.study_instance_uid
         ds.SeriesInstanceUID = hit.series_instance_uid
-        return ds
+        ds.SOPInstanceUID = ""
+        ds.SOPClassUID = ""
+        found = self._find(assoc, ds, "image", limit=MAX_INSTANCES_PER_SERIES)
+        take: list[str] = []
+        for answer in found:
+            uid = str(answer.get("SOPInstanceUID", ""))
+            if str(answer.get("SOPClassUID", "")) in self.storage_classes and _UID.match(uid):
+                take.append(uid)
+        left_out = len(found) - len(take)
+        series = Dataset()
+        series.QueryRetrieveLevel = "SERIES"
+        series.StudyInstanceUID = hit.study_instance_uid
+        series.SeriesInstanceUID = hit.series_instance_uid
+        if not left_out:
+            return [series], None
+        note = f"{left_out} instances of SOP classes we do not accept were not retrieved"
+        identifiers = []
+        for i in range(0, len(take), _UIDS_PER_REQUEST):
+            ds = Dataset()
+            ds.QueryRetrieveLevel = "IMAGE"
+            ds.StudyInstanceUID = hit.study_instance_uid
+            ds.SeriesInstanceUID = hit.series_instance_uid
+            ds.SOPInstanceUID = take[i : i + _UIDS_PER_REQUEST]
+            identifiers.append(ds)
+        return identifiers, note
+
+    def _run(
+        self, what: str, responses: Iterator[tuple[Dataset, Any]], assoc: Association
+    ) -> tuple[int | None, Dataset | None]:
+        final: int | None = None
+        last: Dataset | None = None
+        for status, _ in responses:
+            final, last = _status(status, what), status
+            if final not in _PENDING:
+                break
+            if self.cancelled():
+                assoc.abort()
+                raise PullError("stopped (the process is shutting down)")
+        return final, last
 
     # -- C-GET -----------------------------------------------------------------------------
     def get_series(
@@ -188,17 +242,19 @@ class DimseSource:
         *,
         new_spool: Callable[[], SpoolFile],
         on_instance: Callable[[SpoolFile], int],
-    ) -> int:
+    ) -> tuple[int, str | None]:
         """C-GET one series; each instance goes to ``on_instance`` (which answers its
-        status). Returns the number of instances received."""
+        status). Returns the number of instances received and a note of what was left out."""
         ae = self._ae()
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
         roles = []
+        per_class = (_MAX_CONTEXTS - 1) // len(self.storage_classes)
         for sop_class in self.storage_classes:
             # one context per transfer syntax: the PACS then finds the one it holds the
             # instance in accepted, and sends it as stored (one context with every syntax
             # lets it accept one, say uncompressed, and decompress every frame to fit)
-            for syntax in TRANSFER_SYNTAXES[: _MAX_CONTEXTS // len(self.storage_classes)]:
+            for syntax in TRANSFER_SYNTAXES[:per_class]:
                 ae.add_requested_context(sop_class, syntax)
             roles.append(build_role(sop_class, scp_role=True))
         spools: dict[str, SpoolFile] = {}
@@ -227,24 +283,23 @@ class DimseSource:
             with self._associate(
                 ae, ext_neg=roles, handlers=[(evt.EVT_C_STORE, handle_store)]
             ) as assoc:
-                final: int | None = None
-                last: Dataset | None = None
-                for status, _ in assoc.send_c_get(
-                    self._retrieve_identifier(hit), StudyRootQueryRetrieveInformationModelGet
-                ):
-                    final, last = _status(status, "C-GET"), status
-                    if final not in _PENDING:
-                        break
-                    if self.cancelled():
-                        assoc.abort()
-                        raise PullError("stopped (the process is shutting down)")
-                # sub-operations we refused were audited by admission: not a retrieval failure
-                self._check_final("C-GET", final, last, refused_by_us=counts["refused"])
+                identifiers, note = self._plan(assoc, hit)
+                for identifier in identifiers:
+                    refused_before = counts["refused"]
+                    final, last = self._run(
+                        "C-GET",
+                        assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet),
+                        assoc,
+                    )
+                    # sub-operations we refused were audited by admission: not a failure
+                    self._check_final(
+                        "C-GET", final, last, refused_by_us=counts["refused"] - refused_before
+                    )
         finally:
             uninstall_spool_factory(ae)
             for spool in spools.values():  # started, never handed over: nothing kept
                 spool.discard()
-        return counts["received"]
+        return counts["received"], note
 
     @staticmethod
     def _check_final(
@@ -258,30 +313,32 @@ class DimseSource:
         remaining = int(getattr(status, "NumberOfRemainingSuboperations", 0) or 0)
         if final == _WARNING and not remaining and 0 < failed <= refused_by_us:
             return
+        completed = int(getattr(status, "NumberOfCompletedSuboperations", 0) or 0)
         if final == _WARNING:
             raise PullError(
                 f"{what} ended with warning 0x{final:04X}: {failed} sub-operations failed"
             )
-        raise PullError(f"{what} failed with status 0x{final:04X}")
+        raise PullError(
+            f"{what} failed with status 0x{final:04X} ({completed} sent, {failed} failed, "
+            f"{remaining} not attempted)"
+        )
 
     # -- C-MOVE ----------------------------------------------------------------------------
-    def move_series(self, hit: SeriesHit) -> int:
-        """C-MOVE one series to our listener; returns the completed sub-operations."""
+    def move_series(self, hit: SeriesHit) -> tuple[int, str | None]:
+        """C-MOVE one series to our listener; returns the completed sub-operations and a
+        note of what was left out."""
         ae = self._ae()
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+        completed = 0
         with self._associate(ae) as assoc:
-            final: int | None = None
-            last: Dataset | None = None
-            for status, _ in assoc.send_c_move(
-                self._retrieve_identifier(hit),
-                self.move_destination,
-                StudyRootQueryRetrieveInformationModelMove,
-            ):
-                final, last = _status(status, "C-MOVE"), status
-                if final not in _PENDING:
-                    break
-                if self.cancelled():
-                    assoc.abort()
-                    raise PullError("stopped (the process is shutting down)")
-            self._check_final("C-MOVE", final, last)
-        return int(getattr(last, "NumberOfCompletedSuboperations", 0) or 0)
+            identifiers, note = self._plan(assoc, hit)
+            for identifier in identifiers:
+                final, last = self._run(
+                    "C-MOVE",
+                    assoc.send_c_move(identifier, self.move_destination, _MOVE),
+                    assoc,
+                )
+                self._check_final("C-MOVE", final, last)
+                completed += int(getattr(last, "NumberOfCompletedSuboperations", 0) or 0)
+        return completed, note

@@ -22,7 +22,7 @@ from datetime import datetime
 
 from ..config import Settings
 from ..config.sections import PullSourceSettings
-from ..db import record_event
+from ..db import PullSeries, record_event
 from ..db.types import utcnow
 from ..errors import UniTumourError
 from ..ingest.spool import SpoolFile
@@ -32,7 +32,15 @@ from .dimse import DimseSource
 from .events import PullEvent
 from .query import PullError, SeriesHit, series_query
 from .receive import PullIntake, PullReceiver, remove_leftovers
-from .watermark import PollRecord, read_watermark, record_poll, stored_instances
+from .watermark import (
+    PollRecord,
+    SeriesState,
+    read_watermark,
+    record_attempt,
+    record_poll,
+    series_row,
+    stored_instances,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +60,7 @@ class SourceReport:
     refused: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # series UID ("" for the query) -> why
     deferred: int = 0  # new series left for the next poll (pull.max_series_per_poll)
+    given_up: int = 0  # series found that earlier polls gave up on (pull.max_attempts)
     complete: bool = False
 
     @property
@@ -135,9 +144,14 @@ class Poller:
         new: list[SeriesHit] = []
         with self.runtime.session() as session:
             for hit in hits:
+                row = series_row(session, source.name, hit.series_instance_uid)
                 have = stored_instances(session, hit.series_instance_uid)
-                if have and (hit.instances is None or have >= hit.instances):
+                if row is not None and row.state == SeriesState.FAILED:
+                    report.given_up += 1
+                elif row is not None and row.state == SeriesState.RETRIEVED:
                     report.skipped += 1
+                elif have and (hit.instances is None or have >= hit.instances):
+                    report.skipped += 1  # received by another path (or another source)
                 else:
                     new.append(hit)
         limit = self.settings.pull.max_series_per_poll
@@ -190,30 +204,42 @@ class Poller:
         uid = hit.series_instance_uid
         how = "WADO-RS" if source.kind == "dicomweb" else source.retrieve.upper()
         began = time.monotonic()
+        warning: str | None = None
         try:
             if isinstance(client, DicomwebSource):
                 client.retrieve_series(
                     hit, new_spool=self.receiver.new_spool, on_instance=on_instance
                 )
             elif source.retrieve == "c-get":
-                client.get_series(hit, new_spool=self.receiver.new_spool, on_instance=on_instance)
+                _, warning = client.get_series(
+                    hit, new_spool=self.receiver.new_spool, on_instance=on_instance
+                )
             else:
-                moved = client.move_series(hit)
+                moved, warning = client.move_series(hit)
                 counts["stored"] = self._wait_moved(uid, moved)
         except Exception as exc:
             why = str(exc) if isinstance(exc, PullError) else f"{type(exc).__name__}: {exc}"
-            report.failed[uid] = why
             report.instances += counts["stored"]
             report.refused += counts["refused"]
+            row = self._attempt(source, hit, counts["stored"], why)
+            gave_up = row is not None and row.state == SeriesState.FAILED
+            if not gave_up:
+                report.failed[uid] = why
             log.warning("pull source %s: series %s failed: %s", source.name, uid, why)
             _audit(
                 self.runtime,
-                PullEvent.SERIES_FAILED,
+                PullEvent.SERIES_GIVEN_UP if gave_up else PullEvent.SERIES_FAILED,
                 f"series {uid} from {source.name} by {how}: {why} "
-                f"({counts['stored']} instances admitted before; tried again next poll)",
+                f"({counts['stored']} instances admitted before; "
+                + (
+                    f"given up after {row.attempts} attempts)"
+                    if gave_up and row is not None
+                    else "tried again next poll)"
+                ),
                 {**base, "series_instance_uid": uid, "retrieve": how, "error": why[:1000]},
             )
             return
+        self._attempt(source, hit, counts["stored"], None)
         report.retrieved.append(uid)
         report.instances += counts["stored"]
         report.refused += counts["refused"]
@@ -223,7 +249,7 @@ class Poller:
             PullEvent.SERIES_RETRIEVED,
             f"series {uid} from {source.name} ({source.remote}) by {how}: "
             f"{counts['stored']} instances admitted, {counts['refused']} refused, "
-            f"{seconds:.1f} s",
+            f"{seconds:.1f} s" + (f"; {warning}" if warning else ""),
             {
                 **base,
                 "series_instance_uid": uid,
@@ -232,8 +258,31 @@ class Poller:
                 "instances": counts["stored"],
                 "refused": counts["refused"],
                 "slide_ids": sorted(slide_ids),
+                "warning": warning,
             },
         )
+
+    def _attempt(
+        self, source: PullSourceSettings, hit: SeriesHit, instances: int, error: str | None
+    ) -> PullSeries | None:
+        try:
+            with self.runtime.session() as session:
+                row = record_attempt(
+                    session,
+                    source=source.name,
+                    study_instance_uid=hit.study_instance_uid,
+                    series_instance_uid=hit.series_instance_uid,
+                    now=self.clock(),
+                    instances=instances,
+                    error=error,
+                    max_attempts=self.settings.pull.max_attempts,
+                )
+                session.flush()
+                session.expunge(row)
+                return row
+        except Exception:
+            log.exception("cannot record the retrieval of %s", hit.series_instance_uid)
+            return None
 
     def _wait_moved(self, series_uid: str, moved: int) -> int:
         """C-MOVE: the listener answers each store once admitted, so the moved instances are
