@@ -92,3 +92,10 @@ def test_a_remote_answer_is_checked_before_it_is_used() -> None:
         SeriesHit.checked("1.2", "../../etc")
     with pytest.raises(InvalidUIDError):
         SeriesHit.checked(None, "1.2")
+
+
+def test_the_remote_on_record_never_carries_a_password() -> None:
+    source = PullSourceSettings(name="w", kind="dicomweb", url="https://u:pw@pacs:8443/dw/")
+    assert source.remote == "https://pacs:8443/dw/"
+    dimse = PullSourceSettings(name="d", kind="dimse", ae_title="PACS", host="pacs", port=104)
+    assert dimse.remote == "PACS@pacs:104"

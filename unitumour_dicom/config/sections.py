@@ -596,7 +596,9 @@ class PullSourceSettings(Section):
     def remote(self) -> str:
         """Where the source is, for the audit: the URL, or AE@host:port."""
         if self.kind == "dicomweb":
-            return str(self.url)
+            scheme, _, rest = str(self.url).partition("://")
+            host, slash, path = rest.partition("/")
+            return f"{scheme}://{host.rpartition('@')[2]}{slash}{path}"  # never a password
         return f"{self.ae_title}@{self.host}:{self.port}"
 
 
