@@ -231,11 +231,12 @@ def test_refused_and_unreachable_sources_are_audited(
     assert time.monotonic() - started < 60
     assert [r.source for r in reports] == [s.name for s in sources]
     for report in reports:
-        assert not report.ok and "" in report.failed
+        assert not report.ok and "" in report.failed, report
     by_source = {e.details["source"]: e for e in _events(runtime, "pull.query_failed")}
-    assert set(by_source) == {s.name for s in sources}
-    assert "401" in by_source["wrong-password"].message
-    assert "rejected" in by_source["wrong-called-ae"].message
+    assert set(by_source) == {s.name for s in sources}, by_source
+    assert "401" in by_source["wrong-password"].message, by_source["wrong-password"].message
+    called = by_source["wrong-called-ae"].message
+    assert "association with NOT-PACS@127.0.0.1" in called and "rejected" in called, called
     with runtime.session() as session:
         for source in sources:
             mark = session.get(PullWatermark, source.name)

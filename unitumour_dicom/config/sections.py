@@ -645,6 +645,14 @@ class PullSettings(Section):
         gt=0,
         description="Deadline of each network read (HTTP or DIMSE) while querying or retrieving.",
     )
+    retrieve_timeout_s: float = Field(
+        default=4 * 3600.0,
+        gt=0,
+        description=(
+            "Longest retrieval of one series (a peer that sends slowly but never stops cannot "
+            "hold the poll); it counts as failed and is tried again next poll."
+        ),
+    )
     move_wait_s: float = Field(
         default=600.0,
         gt=0,

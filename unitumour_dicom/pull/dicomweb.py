@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 _STUDY_UID, _SERIES_UID, _STUDY_DATE, _N_INSTANCES = "0020000D", "0020000E", "00080020", "00201209"
 _ACCEPT_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
-_CHUNK = 1 << 20
 
 
 def _client(source: PullSourceSettings, settings: PullSettings) -> httpx.Client:
@@ -77,7 +76,7 @@ def _first(item: dict[str, Any], tag: str) -> object:
 
 def _read_bounded(response: httpx.Response, limit: int, what: str) -> bytes:
     body = bytearray()
-    for chunk in response.iter_bytes(_CHUNK):
+    for chunk in response.iter_bytes():
         body += chunk
         if len(body) > limit:
             raise PullError(f"{what} is longer than {limit} bytes (pull.max_response_bytes)")
@@ -92,11 +91,11 @@ class DicomwebSource:
         source: PullSourceSettings,
         settings: PullSettings,
         *,
-        cancelled: Callable[[], bool] = lambda: False,
+        check: Callable[[], None] = lambda: None,
     ) -> None:
         self.source = source
         self.settings = settings
-        self.cancelled = cancelled
+        self.check = check  # raises PullError to stop a retrieval (stopping, too long)
 
     def find_series(self, query: SeriesQuery) -> list[SeriesHit]:
         """QIDO-RS ``/series`` with the query's keys; at most ``pull.max_results`` series."""
@@ -197,9 +196,8 @@ class DicomwebSource:
                     close_part=close_part,
                     limits=MultipartLimits(),  # at most 10,000 instances a series
                 )
-                for chunk in response.iter_bytes(_CHUNK):
-                    if self.cancelled():
-                        raise PullError("stopped (the process is shutting down)")
+                for chunk in response.iter_bytes():  # as it arrives (each read at most 64 KiB)
+                    self.check()
                     reader.feed(chunk)
                 reader.finish()
                 return reader.parts

@@ -68,9 +68,9 @@ class DimseSource:
         move_destination: str,
         extra_sop_classes: list[str] | None = None,
         max_pdu_bytes: int = 131072,
-        cancelled: Callable[[], bool] = lambda: False,
+        check: Callable[[], None] = lambda: None,
     ) -> None:
-        self.cancelled = cancelled
+        self.check = check  # raises PullError to stop a retrieval (stopping, too long)
         self.source = source
         self.settings = settings
         self.calling_ae_title = source.calling_ae_title or calling_ae_title
@@ -230,9 +230,11 @@ class DimseSource:
             final, last = _status(status, what), status
             if final not in _PENDING:
                 break
-            if self.cancelled():
+            try:
+                self.check()
+            except PullError:
                 assoc.abort()
-                raise PullError("stopped (the process is shutting down)")
+                raise
         return final, last
 
     # -- C-GET -----------------------------------------------------------------------------

@@ -96,6 +96,7 @@ class Poller:
     ) -> None:
         self.runtime = runtime
         self.cancelled = cancelled
+        self._series_deadline = float("inf")
         self.settings: Settings = runtime.settings
         self.receiver = receiver or PullReceiver(runtime)
         self.clock = clock
@@ -167,7 +168,7 @@ class Poller:
 
     def _client(self, source: PullSourceSettings) -> DicomwebSource | DimseSource:
         if source.kind == "dicomweb":
-            return DicomwebSource(source, self.settings.pull, cancelled=self.cancelled)
+            return DicomwebSource(source, self.settings.pull, check=self._check)
         listener = self.settings.listener
         return DimseSource(
             source,
@@ -176,8 +177,19 @@ class Poller:
             move_destination=listener.ae_title,
             extra_sop_classes=list(listener.extra_sop_classes),
             max_pdu_bytes=listener.max_pdu_bytes,
-            cancelled=self.cancelled,
+            check=self._check,
         )
+
+    def _check(self) -> None:
+        """Called by a retrieval at each chunk or DIMSE response: a stopping process, or a
+        series past pull.retrieve_timeout_s (a peer that dribbles), ends it."""
+        if self.cancelled():
+            raise PullError("stopped (the process is shutting down)")
+        if time.monotonic() > self._series_deadline:
+            raise PullError(
+                f"the retrieval took longer than {self.settings.pull.retrieve_timeout_s:.0f} s "
+                "(pull.retrieve_timeout_s)"
+            )
 
     def _retrieve(
         self,
@@ -204,6 +216,7 @@ class Poller:
         uid = hit.series_instance_uid
         how = "WADO-RS" if source.kind == "dicomweb" else source.retrieve.upper()
         began = time.monotonic()
+        self._series_deadline = began + self.settings.pull.retrieve_timeout_s
         warning: str | None = None
         try:
             if isinstance(client, DicomwebSource):
