@@ -78,6 +78,8 @@ def run_listener(
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
     log.info("settings in use: %s", masked_settings(settings)["listener"])
+    if settings.pull.sources:
+        log.info("pull sources (polled by the listener): %s", masked_settings(settings)["pull"])
     service = ListenerService(Runtime(settings), on_jobs_created=on_jobs_created)
     host, port = service.start()
     log.info("listener ready on %s:%d", host, port)

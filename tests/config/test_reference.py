@@ -144,15 +144,18 @@ def test_every_documented_table_is_accepted(tmp_path: Path) -> None:
     tables = [s.toml_header for s in sections if s.toml_header and "[]" not in s.title]
     assert "[listener]" in tables and "[listener.tls]" in tables
     arrays = [s.toml_header for s in sections if s.toml_header.startswith("[[")]
-    assert arrays == ["[[listener.callers]]", "[[delivery.destinations]]"]
+    assert arrays == ["[[listener.callers]]", "[[delivery.destinations]]", "[[pull.sources]]"]
     toml = tmp_path / "tables.toml"
     toml.write_text(
         "\n".join(tables)
         + '\n[[delivery.destinations]]\nname = "PACS"\nae_title = "PACS"\nhost = "h"\nport = 104\n'
         + "[delivery.destinations.tls]\nenabled = true\n"
+        + '[[pull.sources]]\nname = "archive"\nkind = "dimse"\nae_title = "PACS"\n'
+        + 'host = "h"\nport = 104\nretrieve = "c-move"\n'
     )
     settings = load_settings(toml, data_dir=tmp_path)
     assert settings.delivery.destinations[0].tls.enabled
+    assert settings.pull.sources[0].retrieve == "c-move"
     bad = tmp_path / "bad.toml"
     bad.write_text("[listenr]\n")
     with pytest.raises(ConfigError, match="listenr"):

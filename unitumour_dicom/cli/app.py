@@ -19,6 +19,7 @@ from .evaluate_cmd import evaluate_command
 from .health_cmd import health_app
 from .jobs_cmd import jobs_app
 from .process_cmd import process
+from .pull_cmd import pull_app
 from .retention_cmd import retention_app
 from .synth_cmd import synth
 from .tokens_cmd import tokens_app
@@ -43,6 +44,7 @@ app.command("synth")(synth)
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(retention_app, name="retention")
+app.add_typer(pull_app, name="pull")
 app.command("process")(process)
 app.command("convert")(convert_command)
 

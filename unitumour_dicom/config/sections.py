@@ -609,3 +609,166 @@ class WatchSettings(Section):
             except IdentityError as exc:
                 raise ValueError(str(exc)) from exc
         return value
+
+
+class PullSourceSettings(Section):
+    """One PACS we query for new slide series and retrieve them from (pull intake).
+
+    ``kind`` dicomweb: QIDO-RS to find series, WADO-RS to retrieve them (``url`` and the
+    ``auth`` fields). ``kind`` dimse: C-FIND to find, then C-GET (the instances come back on
+    the same association) or C-MOVE (the PACS sends them to our listener, whose AE title it
+    must know as a move destination); ``ae_title``, ``host`` and ``port`` name the PACS.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Unique name of the source.")
+    kind: Literal["dicomweb", "dimse"] = Field(
+        description="dicomweb (QIDO-RS + WADO-RS) or dimse (C-FIND + C-GET or C-MOVE)."
+    )
+    enabled: bool = Field(default=True, description="Polled by the loop and by 'pull run'.")
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        description="dicomweb: the service's base URL (…/dicom-web), QIDO and WADO under it.",
+    )
+    auth: Literal["none", "basic", "bearer"] = Field(
+        default="none", description="dicomweb: HTTP authentication."
+    )
+    username: str | None = Field(default=None, description="dicomweb: Basic user name.")
+    password: SecretStr | None = Field(default=None, description="dicomweb: Basic password.")
+    token: SecretStr | None = Field(default=None, description="dicomweb: Bearer token.")
+    verify_tls: bool = Field(
+        default=True, description="dicomweb: check the server's certificate (https)."
+    )
+    ca_file: Path | None = Field(
+        default=None, description="dicomweb: CA bundle for the server's certificate."
+    )
+    ae_title: str | None = Field(default=None, description="dimse: the PACS's AE title.")
+    host: str | None = Field(default=None, description="dimse: the PACS's host.")
+    port: int | None = Field(default=None, ge=1, le=65535, description="dimse: its port.")
+    retrieve: Literal["c-get", "c-move"] = Field(
+        default="c-get",
+        description=(
+            "dimse: C-GET (instances return on our association) or C-MOVE (the PACS stores "
+            "them to move_destination, our running listener, which admits them)."
+        ),
+    )
+    calling_ae_title: str | None = Field(
+        default=None, description="dimse: our AE title towards the PACS. Default: listener's."
+    )
+    move_destination: str | None = Field(
+        default=None, description="dimse C-MOVE: destination AE title. Default: listener's."
+    )
+    study_description: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Only series whose Study Description matches (DICOM wildcards * and ?).",
+    )
+    station_name: str | None = Field(
+        default=None, max_length=16, description="Only series from this Station Name (wildcards)."
+    )
+    date_from: str | None = Field(
+        default=None,
+        pattern=r"^\d{8}$",
+        description="Only studies on or after this Study Date (YYYYMMDD).",
+    )
+    date_to: str | None = Field(
+        default=None,
+        pattern=r"^\d{8}$",
+        description="Only studies on or before this Study Date (YYYYMMDD).",
+    )
+    quiet_seconds: float | None = Field(
+        default=None, gt=0, description="Quiet time of its slides; default: the listener's."
+    )
+
+    @field_validator("ae_title", "calling_ae_title", "move_destination")
+    @classmethod
+    def _check_aes(cls, value: str | None) -> str | None:
+        return None if value is None else _check_ae_title(value)
+
+    @model_validator(mode="after")
+    def _kind_has_its_fields(self) -> PullSourceSettings:
+        if self.kind == "dicomweb":
+            if not self.url:
+                raise ValueError(f"pull source {self.name}: kind dicomweb needs url")
+            if self.auth == "basic" and (self.username is None or self.password is None):
+                raise ValueError(f"pull source {self.name}: auth basic needs username, password")
+            if self.auth == "bearer" and self.token is None:
+                raise ValueError(f"pull source {self.name}: auth bearer needs token")
+        elif not (self.ae_title and self.host and self.port):
+            raise ValueError(f"pull source {self.name}: kind dimse needs ae_title, host, port")
+        return self
+
+    @property
+    def remote(self) -> str:
+        """Where the source is, for the audit: the URL, or AE@host:port."""
+        if self.kind == "dicomweb":
+            scheme, _, rest = str(self.url).partition("://")
+            host, slash, path = rest.partition("/")
+            return f"{scheme}://{host.rpartition('@')[2]}{slash}{path}"  # never a password
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+class PullSettings(Section):
+    """Query/retrieve from PACSs that cannot push: the listener's pull loop and 'unitumour pull
+    run' ask each source for new slide series (Modality SM) and admit what they retrieve."""
+
+    sources: list[PullSourceSettings] = Field(
+        default_factory=list, description="The PACSs to pull from."
+    )
+    interval_s: float = Field(
+        default=300.0, gt=0, description="The listener polls every source this often."
+    )
+    overlap_s: float = Field(
+        default=2 * 86400.0,
+        ge=0,
+        description=(
+            "Each query reaches back this far before the watermark (the start of the last "
+            "complete poll): DICOM dates are coarse, PACS clocks differ and a slide is often "
+            "stored days after its study began; series already received are skipped."
+        ),
+    )
+    initial_lookback_s: float = Field(
+        default=7 * 86400.0,
+        ge=0,
+        description="A source's first poll (no watermark yet) reaches back this far.",
+    )
+    max_results: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Most series one query may return; more are refused, not read (narrow it).",
+    )
+    max_series_per_poll: int = Field(
+        default=50, ge=1, description="New series retrieved per source and poll; the rest next."
+    )
+    max_response_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest QIDO-RS (search) response read.",
+    )
+    timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Deadline of each network read (HTTP or DIMSE) while querying or retrieving.",
+    )
+    retrieve_timeout_s: float = Field(
+        default=4 * 3600.0,
+        gt=0,
+        description=(
+            "Longest retrieval of one series (a peer that sends slowly but never stops cannot "
+            "hold the poll); it counts as failed and is tried again next poll."
+        ),
+    )
+    move_wait_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="C-MOVE: how long to wait for the moved instances to reach the listener.",
+    )
+    max_attempts: int = Field(
+        default=5,
+        ge=1,
+        description=(
+            "Retrievals of one series before it is given up (audited); until then a failed "
+            "series holds its source's watermark back, so the next poll tries it again."
+        ),
+    )

@@ -29,6 +29,7 @@ from .sections import (
     ListenerSettings,
     LoggingSettings,
     ModelSettings,
+    PullSettings,
     RetentionSettings,
     SegSettings,
     StoreSettings,
@@ -78,6 +79,7 @@ class Settings(BaseSettings):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     watch: WatchSettings = Field(default_factory=WatchSettings)
+    pull: PullSettings = Field(default_factory=PullSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -125,6 +127,9 @@ class Settings(BaseSettings):
                         f"listener.callers[{rule.ae_title}].destinations: "
                         f"no destination named {name!r}"
                     )
+        pull_names = [s.name for s in self.pull.sources]
+        if len(set(pull_names)) != len(pull_names):
+            raise ValueError("pull.sources: source names must be unique")
         if self.listener.tls.enabled and not (
             self.listener.tls.certfile and self.listener.tls.keyfile
         ):

@@ -220,6 +220,16 @@ class AuditEventName(StrEnum):
     WATCH_STARTED = "watch.started"
     WATCH_STOPPED = "watch.stopped"
 
+    # -- pulling from a PACS (query/retrieve) ----------------------------------------------
+    #: A new series was retrieved from a source; its instances were offered to admission.
+    PULL_SERIES_RETRIEVED = "pull.series_retrieved"
+    #: Retrieving one series failed (refused, unreachable, cut off); tried again next poll.
+    PULL_SERIES_FAILED = "pull.series_failed"
+    #: A series failed pull.max_attempts times: no longer retried (nor holding the watermark).
+    PULL_SERIES_GIVEN_UP = "pull.series_given_up"
+    #: A source could not be queried (unreachable, refused, a reply beyond our bounds).
+    PULL_QUERY_FAILED = "pull.query_failed"
+
     @property
     def subject(self) -> str:
         """What the event is about: the part before the dot (``job``, ``delivery``...)."""

@@ -394,6 +394,50 @@ class SenderToken(Base):
     last_used_from: Mapped[str | None] = mapped_column(String(64))
 
 
+class PullWatermark(Base):
+    """Where polling one pull source stands: survives restarts, so a poll resumes from it.
+
+    ``watermark`` is the start (our clock) of the last poll whose query and retrievals all
+    succeeded; the next query reaches back from it by the overlap setting, and series
+    already received are skipped, so neither a coarse DICOM date nor a PACS clock that
+    differs from ours loses a series.
+    """
+
+    __tablename__ = "pull_watermarks"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    watermark: Mapped[datetime | None]
+    last_poll_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    series_retrieved: Mapped[int] = mapped_column(Integer, default=0)
+    instances_received: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class PullSeries(Base):
+    """One series a pull source offered that we set out to retrieve, and how that went.
+
+    ``state`` retrieved: done, never fetched again from this source; retrying: a retrieval
+    failed (it holds its source's watermark back, so the next poll finds it again); failed:
+    given up after ``pull.max_attempts`` (audited; it no longer holds the watermark).
+    """
+
+    __tablename__ = "pull_series"
+    __table_args__ = (UniqueConstraint("source", "series_instance_uid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    study_instance_uid: Mapped[str] = mapped_column(UID)
+    series_instance_uid: Mapped[str] = mapped_column(UID, index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    instances: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    first_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retrieved_at: Mapped[datetime | None]
+
+
 @event.listens_for(Session, "before_flush")
 def _audit_is_append_only(session: Session, flush_context: Any, instances: Any) -> None:
     for obj in list(session.dirty) + list(session.deleted):

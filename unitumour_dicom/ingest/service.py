@@ -1,4 +1,6 @@
-"""The listener as a whole: reconcile, the storage SCP, and the periodic settle of slides.
+"""The listener as a whole: reconcile, the storage SCP, the periodic settle of slides, and
+the pull loop that polls the configured PACS sources (``pull.sources``, every
+``pull.interval_s``) when there are any.
 
 A process (``unitumour listener``, ``unitumour serve``) or a test builds one
 :class:`ListenerService`, starts it, and stops it; ``on_jobs_created`` receives the ids of the
@@ -43,6 +45,7 @@ class ListenerService:
         self.scp = StorageSCP(runtime, clock=clock)
         self._stop = threading.Event()
         self._settler: threading.Thread | None = None
+        self._puller: threading.Thread | None = None
         self.reconcile_report: ReconcileReport | None = None
 
     @property
@@ -76,6 +79,9 @@ class ListenerService:
         self._stop.clear()
         self._settler = threading.Thread(target=self._settle_loop, name="listener-settle")
         self._settler.start()
+        if any(source.enabled for source in self.runtime.settings.pull.sources):
+            self._puller = threading.Thread(target=self._pull_loop, name="listener-pull")
+            self._puller.start()
         return host, port
 
     def stop(self, grace_s: float | None = None) -> None:
@@ -87,6 +93,9 @@ class ListenerService:
         if self._settler is not None:
             self._settler.join()
             self._settler = None
+        if self._puller is not None:
+            self._puller.join()  # a retrieval in flight stops at its next chunk or response
+            self._puller = None
         self._audit(IngestEvent.LISTENER_STOPPED, "listener stopped")
 
     def settle_once(self) -> list[int]:
@@ -111,6 +120,30 @@ class ListenerService:
                 log.exception(
                     "settling failed; trying again in %.1f s", self.settings.settle_interval_s
                 )
+
+    def _pull_loop(self) -> None:
+        """Poll every enabled source now, then every ``pull.interval_s``; a failing source is
+        audited by the poller and never stops the loop."""
+        from ..pull import Poller, PullReceiver
+
+        interval = self.runtime.settings.pull.interval_s
+        try:
+            poller = Poller(
+                self.runtime,
+                receiver=PullReceiver(self.runtime, admitter=self.scp.admitter),
+                clock=self.clock,
+                cancelled=self._stop.is_set,
+            )
+        except Exception:
+            log.exception("the pull loop cannot start")
+            return
+        while not self._stop.is_set():
+            try:
+                poller.poll()
+            except Exception:
+                log.exception("pulling failed; trying again in %.0f s", interval)
+            if self._stop.wait(interval):
+                break
 
     def _dispatch(self, job_ids: list[int]) -> None:
         if not job_ids or self.on_jobs_created is None:
