@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import SegmentationError
-from ..model.card import ModelCard
 from ..seg.algorithm import AlgorithmInfo
+
+if TYPE_CHECKING:  # the model package imports torch; a card is only read here
+    from ..model.card import ModelCard
 
 #: What a result made by a model whose card says "not for clinical use" is labelled with.
 RESEARCH_USE_ONLY = "RESEARCH USE ONLY"
