@@ -17,8 +17,8 @@ from ..slide.mask import SlideMask
 
 #: Tumour is 8-connected (as in ``model.postprocess``); holes in it are then 4-connected.
 EIGHT_CONNECTED = ndimage.generate_binary_structure(2, 2)
-#: Rows labelled at once (times the mask's width in int32 labels).
-STRIP_ROWS = 1024
+#: Pixels labelled at once (int32 labels): about 64 MiB of labels per strip.
+STRIP_PIXELS = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,17 @@ class _UnionFind:
             self.size[rb] = 0
 
 
-def tumour_regions(mask: SlideMask, *, strip_rows: int = STRIP_ROWS) -> RegionStats:
+def _global(row: np.ndarray, first: int) -> np.ndarray:
+    """A row of strip labels as union-find ids (-1: background)."""
+    return np.where(row > 0, row.astype(np.int64) - 1 + first, -1)
+
+
+def tumour_regions(mask: SlideMask, *, strip_rows: int | None = None) -> RegionStats:
     """Count the 8-connected regions of ``mask`` (values not 0, or >= 0.5 for
-    probabilities) and measure each, reading ``strip_rows`` rows at a time."""
+    probabilities) and measure each, reading ``strip_rows`` rows at a time (default: about
+    :data:`STRIP_PIXELS` pixels)."""
+    if strip_rows is None:
+        strip_rows = max(1, STRIP_PIXELS // max(1, mask.shape[1]))
     uf = _UnionFind()
     previous: np.ndarray | None = None  # global ids of the previous strip's last row (-1: none)
     height = mask.shape[0]
@@ -76,9 +84,9 @@ def tumour_regions(mask: SlideMask, *, strip_rows: int = STRIP_ROWS) -> RegionSt
             continue
         sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
         first = uf.add(sizes)
-        global_ids = np.where(labels > 0, labels.astype(np.int64) - 1 + first, -1)
+        del binary, block
         if previous is not None:
-            current = global_ids[0]
+            current = _global(labels[0], first)
             for shift in (-1, 0, 1):  # 8-connectivity: straight down and both diagonals
                 above = np.roll(previous, shift)
                 if shift == 1:
@@ -88,7 +96,7 @@ def tumour_regions(mask: SlideMask, *, strip_rows: int = STRIP_ROWS) -> RegionSt
                 both = (above >= 0) & (current >= 0)
                 for a, b in set(zip(above[both].tolist(), current[both].tolist(), strict=True)):
                     uf.union(a, b)
-        previous = global_ids[-1].copy()
+        previous = _global(labels[-1], first)
     roots = [i for i in range(len(uf.parent)) if uf.parent[i] == i and uf.size[i] > 0]
     pixel_area = mask.pixel_area_mm2
     areas = sorted((float(uf.size[i]) * pixel_area for i in roots), reverse=True)
