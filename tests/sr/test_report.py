@@ -145,3 +145,40 @@ def test_retry_gives_the_same_bytes(case, tmp_path) -> None:
     _, first = _write(case, tmp_path / "a")
     _, second = _write(case, tmp_path / "b")
     assert first.read_bytes() == second.read_bytes()
+
+
+def test_highdicom_refusal_names_the_object(case) -> None:
+    from unitumour_dicom.errors import SegmentationError
+
+    with pytest.raises(SegmentationError, match="highdicom refused the measurement report"):
+        write_measurement_report(
+            source_datasets=case.headers,
+            seg=case.seg,
+            figures=slide_figures(case.result),
+            identity=case.identity,
+            settings=case.seg_settings,
+            uid_seed=UID_SEED,
+            content_datetime=WHEN,
+            series_number=0,
+        )
+
+
+def test_seg_of_another_slide_is_refused(case) -> None:
+    from dataclasses import replace
+
+    from unitumour_dicom.errors import SegmentationError
+
+    other = replace(
+        case.seg,
+        instances=[replace(i, source_sop_instance_uid="1.2.3.4") for i in case.seg.instances],
+    )
+    with pytest.raises(SegmentationError, match="not among the source datasets"):
+        write_measurement_report(
+            source_datasets=case.headers,
+            seg=other,
+            figures=slide_figures(case.result),
+            identity=case.identity,
+            settings=case.seg_settings,
+            uid_seed=UID_SEED,
+            content_datetime=WHEN,
+        )

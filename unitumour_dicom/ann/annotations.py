@@ -32,6 +32,7 @@ from ..findings.equipment import (
     all_software_versions,
     device_serial_number,
     fix_times,
+    highdicom_refusal,
     processing_equipment,
 )
 from ..seg.header import TUMOUR_CATEGORY, TUMOUR_DISPLAY_RGB, TUMOUR_TYPE
@@ -109,78 +110,81 @@ def write_bulk_annotations(
     contours = trace_contours(result.tumour, max_side=max_side, tolerance_px=tolerance_px)
     if not contours.tumour:
         return None
-    algorithm = identity.algorithm_info().identification()
-    groups = [
-        hd.ann.AnnotationGroup(
-            number=1,
-            uid=derived_uid("ann", uid_seed, "group", "tumour"),
-            label=TUMOUR_GROUP_LABEL,
-            annotated_property_category=TUMOUR_CATEGORY,
-            annotated_property_type=TUMOUR_TYPE,
-            graphic_type=hd.ann.GraphicTypeValues.POLYGON,
-            graphic_data=[_to_base_pixels(p, contours, base) for p in contours.tumour],
-            algorithm_type=hd.ann.AnnotationGroupGenerationTypeValues.AUTOMATIC,
-            algorithm_identification=algorithm,
-            measurements=[
-                hd.ann.Measurements(
-                    name=AREA,
-                    values=_areas_mm2(contours.tumour, contours.mpp),
-                    unit=SQUARE_MILLIMETRE,
-                )
-            ],
-            description=_description(contours, "Tumour regions"),
-            display_color=hd.color.CIELabColor.from_rgb(*TUMOUR_DISPLAY_RGB),
-        )
-    ]
-    if contours.holes:
-        groups.append(
+    with highdicom_refusal("bulk annotations"):
+        algorithm = identity.algorithm_info().identification()
+        groups = [
             hd.ann.AnnotationGroup(
-                number=2,
-                uid=derived_uid("ann", uid_seed, "group", "holes"),
-                label=HOLES_GROUP_LABEL,
-                annotated_property_category=HOLE_CATEGORY,
-                annotated_property_type=HOLE_TYPE,
+                number=1,
+                uid=derived_uid("ann", uid_seed, "group", "tumour"),
+                label=TUMOUR_GROUP_LABEL,
+                annotated_property_category=TUMOUR_CATEGORY,
+                annotated_property_type=TUMOUR_TYPE,
                 graphic_type=hd.ann.GraphicTypeValues.POLYGON,
-                graphic_data=[_to_base_pixels(p, contours, base) for p in contours.holes],
+                graphic_data=[_to_base_pixels(p, contours, base) for p in contours.tumour],
                 algorithm_type=hd.ann.AnnotationGroupGenerationTypeValues.AUTOMATIC,
                 algorithm_identification=algorithm,
                 measurements=[
                     hd.ann.Measurements(
                         name=AREA,
-                        values=_areas_mm2(contours.holes, contours.mpp),
+                        values=_areas_mm2(contours.tumour, contours.mpp),
                         unit=SQUARE_MILLIMETRE,
                     )
                 ],
-                description=_description(contours, "Holes inside tumour regions (not tumour)"),
+                description=_description(contours, "Tumour regions"),
+                display_color=hd.color.CIELabColor.from_rgb(*TUMOUR_DISPLAY_RGB),
             )
+        ]
+        if contours.holes:
+            groups.append(
+                hd.ann.AnnotationGroup(
+                    number=2,
+                    uid=derived_uid("ann", uid_seed, "group", "holes"),
+                    label=HOLES_GROUP_LABEL,
+                    annotated_property_category=HOLE_CATEGORY,
+                    annotated_property_type=HOLE_TYPE,
+                    graphic_type=hd.ann.GraphicTypeValues.POLYGON,
+                    graphic_data=[_to_base_pixels(p, contours, base) for p in contours.holes],
+                    algorithm_type=hd.ann.AnnotationGroupGenerationTypeValues.AUTOMATIC,
+                    algorithm_identification=algorithm,
+                    measurements=[
+                        hd.ann.Measurements(
+                            name=AREA,
+                            values=_areas_mm2(contours.holes, contours.mpp),
+                            unit=SQUARE_MILLIMETRE,
+                        )
+                    ],
+                    description=_description(contours, "Holes inside tumour regions (not tumour)"),
+                )
+            )
+        description = series_description.format(
+            model_name=identity.name, model_version=identity.version
         )
-    description = series_description.format(
-        model_name=identity.name, model_version=identity.version
-    )
-    ann = hd.ann.MicroscopyBulkSimpleAnnotations(
-        source_images=[base.dataset],
-        annotation_coordinate_type=hd.ann.AnnotationCoordinateTypeValues.SCOORD,
-        annotation_groups=groups,
-        series_instance_uid=derived_uid("ann", uid_seed, "series"),
-        series_number=series_number,
-        sop_instance_uid=derived_uid("ann", uid_seed, "instance"),
-        instance_number=1,
-        manufacturer=settings.manufacturer,
-        manufacturer_model_name=settings.manufacturer_model_name,
-        software_versions=all_software_versions(identity),  # type: ignore[arg-type]
-        device_serial_number=device_serial_number(settings),
-        content_description=labelled(
-            f"Tumour contours, {identity.name} {identity.version}", identity, 64
-        ),
-        content_label=content_label("Tumour", identity),
-        content_creator_name=settings.content_creator_name,
-        contributing_equipment=[processing_equipment(settings, identity, when, "Tumour contours")],
-        series_description=labelled(description, identity, 64),
-        institution_name=settings.institution_name,
-        content_date=when.date(),
-        content_time=when.time(),
-        series_date=when.date(),
-        series_time=when.time(),
-    )
+        ann = hd.ann.MicroscopyBulkSimpleAnnotations(
+            source_images=[base.dataset],
+            annotation_coordinate_type=hd.ann.AnnotationCoordinateTypeValues.SCOORD,
+            annotation_groups=groups,
+            series_instance_uid=derived_uid("ann", uid_seed, "series"),
+            series_number=series_number,
+            sop_instance_uid=derived_uid("ann", uid_seed, "instance"),
+            instance_number=1,
+            manufacturer=settings.manufacturer,
+            manufacturer_model_name=settings.manufacturer_model_name,
+            software_versions=all_software_versions(identity),  # type: ignore[arg-type]
+            device_serial_number=device_serial_number(settings),
+            content_description=labelled(
+                f"Tumour contours, {identity.name} {identity.version}", identity, 64
+            ),
+            content_label=content_label("Tumour", identity),
+            content_creator_name=settings.content_creator_name,
+            contributing_equipment=[
+                processing_equipment(settings, identity, when, "Tumour contours")
+            ],
+            series_description=labelled(description, identity, 64),
+            institution_name=settings.institution_name,
+            content_date=when.date(),
+            content_time=when.time(),
+            series_date=when.date(),
+            series_time=when.time(),
+        )
     fix_times(ann, when)
     return ann

@@ -4,6 +4,8 @@ that make a retried job's objects byte-identical."""
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 import highdicom as hd
@@ -11,6 +13,7 @@ from pydicom import Dataset
 from pydicom.sr.codedict import codes
 
 from ..config.sections import SegSettings
+from ..errors import SegmentationError
 from ..seg.header import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, software_versions
 from .identity import ModelIdentity
 
@@ -55,3 +58,14 @@ def fix_times(ds: Dataset, when: datetime) -> None:
             item.ContributionDateTime = when.strftime("%Y%m%d%H%M%S.%f%z")
     ds.file_meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
     ds.file_meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+
+
+@contextmanager
+def highdicom_refusal(what: str) -> Iterator[None]:
+    """highdicom checks every input in its constructors: its refusal becomes our
+    SegmentationError, naming the object, so a job fails with a reason and not a traceback
+    from inside a library."""
+    try:
+        yield
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise SegmentationError(f"highdicom refused the {what}: {exc}") from exc

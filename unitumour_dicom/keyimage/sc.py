@@ -24,6 +24,7 @@ from ..findings.equipment import (
     all_software_versions,
     device_serial_number,
     fix_times,
+    highdicom_refusal,
     processing_equipment,
 )
 from ..seg.levels import source_levels
@@ -71,38 +72,39 @@ def write_key_image(
     tumour = tumour_on_thumbnail(result.tumour, height, width)
     pixels = compose(thumbnail, tumour, figures, identity)
 
-    specimens = [
-        hd.SpecimenDescription.from_dataset(item)
-        for item in base.get("SpecimenDescriptionSequence", [])
-    ]
-    description = series_description.format(
-        model_name=identity.name, model_version=identity.version
-    )
-    sc = hd.sc.SCImage.from_ref_dataset(
-        ref_dataset=base,
-        pixel_array=pixels,
-        photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
-        bits_allocated=8,
-        coordinate_system=hd.CoordinateSystemNames.SLIDE,
-        series_instance_uid=derived_uid("keyimage", uid_seed, "series"),
-        series_number=series_number,
-        sop_instance_uid=derived_uid("keyimage", uid_seed, "instance"),
-        instance_number=1,
-        manufacturer=settings.manufacturer,
-        container_identifier=str(base.get("ContainerIdentifier", "")) or None,
-        specimen_descriptions=specimens or None,
-        transfer_syntax_uid=hd.UID("1.2.840.10008.1.2.1"),  # Explicit VR Little Endian
-        contributing_equipment=[processing_equipment(settings, identity, when, "Key image")],
-        series_description=labelled(description, identity, 64),
-        manufacturer_model_name=settings.manufacturer_model_name,
-        software_versions=all_software_versions(identity),
-        device_serial_number=device_serial_number(settings),
-        institution_name=settings.institution_name,
-        content_date=when.date(),
-        content_time=when.time(),
-        series_date=when.date(),
-        series_time=when.time(),
-    )
+    with highdicom_refusal("key image"):
+        specimens = [
+            hd.SpecimenDescription.from_dataset(item)
+            for item in base.get("SpecimenDescriptionSequence", [])
+        ]
+        description = series_description.format(
+            model_name=identity.name, model_version=identity.version
+        )
+        sc = hd.sc.SCImage.from_ref_dataset(
+            ref_dataset=base,
+            pixel_array=pixels,
+            photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
+            bits_allocated=8,
+            coordinate_system=hd.CoordinateSystemNames.SLIDE,
+            series_instance_uid=derived_uid("keyimage", uid_seed, "series"),
+            series_number=series_number,
+            sop_instance_uid=derived_uid("keyimage", uid_seed, "instance"),
+            instance_number=1,
+            manufacturer=settings.manufacturer,
+            container_identifier=str(base.get("ContainerIdentifier", "")) or None,
+            specimen_descriptions=specimens or None,
+            transfer_syntax_uid=hd.UID("1.2.840.10008.1.2.1"),  # Explicit VR Little Endian
+            contributing_equipment=[processing_equipment(settings, identity, when, "Key image")],
+            series_description=labelled(description, identity, 64),
+            manufacturer_model_name=settings.manufacturer_model_name,
+            software_versions=all_software_versions(identity),
+            device_serial_number=device_serial_number(settings),
+            institution_name=settings.institution_name,
+            content_date=when.date(),
+            content_time=when.time(),
+            series_date=when.date(),
+            series_time=when.time(),
+        )
     sc.ImageType = ["DERIVED", "SECONDARY"]
     sc.BurnedInAnnotation = "YES"
     sc.DerivationDescription = labelled(

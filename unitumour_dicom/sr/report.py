@@ -34,6 +34,7 @@ from ..findings.equipment import (
     all_software_versions,
     device_serial_number,
     fix_times,
+    highdicom_refusal,
     processing_equipment,
 )
 from ..seg.levels import source_levels
@@ -132,109 +133,116 @@ def write_measurement_report(
     if seg.study_instance_uid != str(base.StudyInstanceUID):
         raise SegmentationError("the SEG belongs to another study than the slide")
 
-    algorithm = algorithm_identification(identity)
-    source_for_segmentation = hd.sr.SourceImageForSegmentation(
-        referenced_sop_class_uid=str(seg_source.dataset.SOPClassUID),
-        referenced_sop_instance_uid=seg_source.sop_instance_uid,
-    )
-    segment = hd.sr.ReferencedSegmentationFrame(
-        sop_class_uid=SEGMENTATION_STORAGE,
-        sop_instance_uid=referenced.sop_instance_uid,
-        frame_number=1,
-        segment_number=1,
-        source_image=source_for_segmentation,
-    )
-    _whole_segment(segment)
-    tumour = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=derived_uid("sr", uid_seed, "tracking", "tumour"), identifier=TUMOUR_TRACKING_ID
-        ),
-        referenced_segment=segment,
-        finding_category=c.TUMOUR_CATEGORY,
-        finding_type=c.TUMOUR_TYPE,
-        algorithm_id=algorithm,
-        measurements=[
-            hd.sr.Measurement(name=c.AREA, value=figures.tumour_area_mm2, unit=c.SQUARE_MILLIMETRE),
-            hd.sr.Measurement(
-                name=c.TUMOUR_FRACTION, value=figures.tumour_fraction_percent, unit=c.PERCENT
+    with highdicom_refusal("measurement report"):
+        algorithm = algorithm_identification(identity)
+        source_for_segmentation = hd.sr.SourceImageForSegmentation(
+            referenced_sop_class_uid=str(seg_source.dataset.SOPClassUID),
+            referenced_sop_instance_uid=seg_source.sop_instance_uid,
+        )
+        segment = hd.sr.ReferencedSegmentationFrame(
+            sop_class_uid=SEGMENTATION_STORAGE,
+            sop_instance_uid=referenced.sop_instance_uid,
+            frame_number=1,
+            segment_number=1,
+            source_image=source_for_segmentation,
+        )
+        _whole_segment(segment)
+        tumour = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(
+                uid=derived_uid("sr", uid_seed, "tracking", "tumour"), identifier=TUMOUR_TRACKING_ID
             ),
-            hd.sr.Measurement(name=c.NUMBER_OF_REGIONS, value=figures.region_count, unit=c.REGIONS),
-            hd.sr.Measurement(
-                name=c.AREA,
-                value=figures.largest_region_mm2,
-                unit=c.SQUARE_MILLIMETRE,
-                derivation=c.MAXIMUM,
+            referenced_segment=segment,
+            finding_category=c.TUMOUR_CATEGORY,
+            finding_type=c.TUMOUR_TYPE,
+            algorithm_id=algorithm,
+            measurements=[
+                hd.sr.Measurement(
+                    name=c.AREA, value=figures.tumour_area_mm2, unit=c.SQUARE_MILLIMETRE
+                ),
+                hd.sr.Measurement(
+                    name=c.TUMOUR_FRACTION, value=figures.tumour_fraction_percent, unit=c.PERCENT
+                ),
+                hd.sr.Measurement(
+                    name=c.NUMBER_OF_REGIONS, value=figures.region_count, unit=c.REGIONS
+                ),
+                hd.sr.Measurement(
+                    name=c.AREA,
+                    value=figures.largest_region_mm2,
+                    unit=c.SQUARE_MILLIMETRE,
+                    derivation=c.MAXIMUM,
+                ),
+            ],
+        )
+        tissue = hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(
+                uid=derived_uid("sr", uid_seed, "tracking", "tissue"), identifier=TISSUE_TRACKING_ID
             ),
-        ],
-    )
-    tissue = hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=derived_uid("sr", uid_seed, "tracking", "tissue"), identifier=TISSUE_TRACKING_ID
-        ),
-        finding_category=c.TISSUE_CATEGORY,
-        finding_type=c.TISSUE_TYPE,
-        algorithm_id=algorithm,
-        source_images=[
-            hd.sr.SourceImageForMeasurementGroup(
-                referenced_sop_class_uid=str(base.SOPClassUID),
-                referenced_sop_instance_uid=str(base.SOPInstanceUID),
-            )
-        ],
-        measurements=[
-            hd.sr.Measurement(name=c.AREA, value=figures.tissue_area_mm2, unit=c.SQUARE_MILLIMETRE)
-        ],
-    )
-    observer = hd.sr.ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=derived_uid("device", identity.name, identity.version, identity.weights_sha256),
-            name=identity.name,
-            manufacturer_name=settings.manufacturer,
-            model_name=f"{identity.name} {identity.version}"[:64],
-        ),
-    )
-    subject = hd.sr.SubjectContext.from_image(base)
-    report = hd.sr.MeasurementReport(
-        observation_context=hd.sr.ObservationContext(
-            observer_device_context=observer, subject_context=subject
-        ),
-        procedure_reported=c.PROCEDURE_REPORTED,
-        imaging_measurements=[tumour, tissue],
-    )
-    evidence = [
-        base,
-        _reference_dataset(
-            seg.study_instance_uid,
-            seg.series_instance_uid,
-            SEGMENTATION_STORAGE,
-            referenced.sop_instance_uid,
-        ),
-    ]
-    if seg_source.dataset is not base:
-        evidence.insert(1, seg_source.dataset)
-    description = series_description.format(
-        model_name=identity.name, model_version=identity.version
-    )
-    sr = hd.sr.Comprehensive3DSR(
-        evidence=evidence,
-        content=report,
-        series_instance_uid=derived_uid("sr", uid_seed, "series"),
-        series_number=series_number,
-        sop_instance_uid=derived_uid("sr", uid_seed, "instance"),
-        instance_number=1,
-        manufacturer=settings.manufacturer,
-        is_complete=True,
-        is_final=False,
-        is_verified=False,
-        institution_name=settings.institution_name,
-        series_description=labelled(description, identity, 64),
-        content_date=when.date(),
-        content_time=when.time(),
-        record_evidence=True,
-        contributing_equipment=[
-            processing_equipment(settings, identity, when, "Tumour measurements")
-        ],
-    )
+            finding_category=c.TISSUE_CATEGORY,
+            finding_type=c.TISSUE_TYPE,
+            algorithm_id=algorithm,
+            source_images=[
+                hd.sr.SourceImageForMeasurementGroup(
+                    referenced_sop_class_uid=str(base.SOPClassUID),
+                    referenced_sop_instance_uid=str(base.SOPInstanceUID),
+                )
+            ],
+            measurements=[
+                hd.sr.Measurement(
+                    name=c.AREA, value=figures.tissue_area_mm2, unit=c.SQUARE_MILLIMETRE
+                )
+            ],
+        )
+        observer = hd.sr.ObserverContext(
+            observer_type=codes.DCM.Device,
+            observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+                uid=derived_uid("device", identity.name, identity.version, identity.weights_sha256),
+                name=identity.name,
+                manufacturer_name=settings.manufacturer,
+                model_name=f"{identity.name} {identity.version}"[:64],
+            ),
+        )
+        subject = hd.sr.SubjectContext.from_image(base)
+        report = hd.sr.MeasurementReport(
+            observation_context=hd.sr.ObservationContext(
+                observer_device_context=observer, subject_context=subject
+            ),
+            procedure_reported=c.PROCEDURE_REPORTED,
+            imaging_measurements=[tumour, tissue],
+        )
+        evidence = [
+            base,
+            _reference_dataset(
+                seg.study_instance_uid,
+                seg.series_instance_uid,
+                SEGMENTATION_STORAGE,
+                referenced.sop_instance_uid,
+            ),
+        ]
+        if seg_source.dataset is not base:
+            evidence.insert(1, seg_source.dataset)
+        description = series_description.format(
+            model_name=identity.name, model_version=identity.version
+        )
+        sr = hd.sr.Comprehensive3DSR(
+            evidence=evidence,
+            content=report,
+            series_instance_uid=derived_uid("sr", uid_seed, "series"),
+            series_number=series_number,
+            sop_instance_uid=derived_uid("sr", uid_seed, "instance"),
+            instance_number=1,
+            manufacturer=settings.manufacturer,
+            is_complete=True,
+            is_final=False,
+            is_verified=False,
+            institution_name=settings.institution_name,
+            series_description=labelled(description, identity, 64),
+            content_date=when.date(),
+            content_time=when.time(),
+            record_evidence=True,
+            contributing_equipment=[
+                processing_equipment(settings, identity, when, "Tumour measurements")
+            ],
+        )
     _finish(sr, identity, settings, when)
     return sr
 
