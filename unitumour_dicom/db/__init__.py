@@ -6,6 +6,7 @@ from .enums import (
     DeliveryState,
     InstanceState,
     JobState,
+    ResultKind,
     SlideState,
     UserRole,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "ModelVersion",
     "Result",
     "ResultInstance",
+    "ResultKind",
     "Slide",
     "SlideState",
     "User",
