@@ -29,6 +29,7 @@ from .sections import (
     ListenerSettings,
     LoggingSettings,
     ModelSettings,
+    ResultsSettings,
     RetentionSettings,
     SegSettings,
     StoreSettings,
@@ -71,6 +72,7 @@ class Settings(BaseSettings):
     listener: ListenerSettings = Field(default_factory=ListenerSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     seg: SegSettings = Field(default_factory=SegSettings)
+    results: ResultsSettings = Field(default_factory=ResultsSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     web: WebSettings = Field(default_factory=WebSettings)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import SegmentationError
 from ..seg.algorithm import AlgorithmInfo
@@ -17,6 +17,13 @@ if TYPE_CHECKING:  # the model package imports torch; a card is only read here
 
 #: What a result made by a model whose card says "not for clinical use" is labelled with.
 RESEARCH_USE_ONLY = "RESEARCH USE ONLY"
+
+
+class ResearchUse(Protocol):
+    """What the labels read: a ModelIdentity, or the SEG header's context."""
+
+    @property
+    def research_use_only(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,7 @@ class ModelIdentity:
         )
 
 
-def labelled(text: str, identity: ModelIdentity, max_length: int) -> str:
+def labelled(text: str, identity: ResearchUse, max_length: int) -> str:
     """``text``, prefixed with "RESEARCH USE ONLY " when the model's card says so, cut to
     ``max_length`` (the VR's limit) so that the prefix always survives. ASCII only: the
     objects are written in the default character repertoire."""
@@ -84,7 +91,7 @@ def labelled(text: str, identity: ModelIdentity, max_length: int) -> str:
     return text[:max_length].rstrip()
 
 
-def content_label(label: str, identity: ModelIdentity) -> str:
+def content_label(label: str, identity: ResearchUse) -> str:
     """A Content Label (CS, 16 characters: upper case, digits, space, underscore), with
     ``RUO_`` (research use only) in front when the card says so: "RESEARCH USE ONLY" itself
     is 17 characters, one more than CS allows, so the Content Description carries it in
