@@ -4,6 +4,10 @@ Rules, in order: the destinations mapped to the calling AE title that sent the s
 (``listener.callers[].destinations``: "back to the PACS that asked"), then the fixed
 destinations every result goes to (``delivery.always_to``: archives). A destination named
 twice gets one delivery.
+
+What of a result goes there: the instances of the kinds the destination lists
+(``delivery.destinations[].kinds``, default all), SEG levels first (base level first), then
+the other kinds in the order of the results registry (:func:`instances_for`).
 """
 
 from __future__ import annotations
@@ -14,8 +18,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from ..config.sections import CallerRule, DeliverySettings, DestinationSettings
-from ..db import Delivery, DeliveryState, Result, record_event
+from ..config.sections import (
+    ALL_RESULT_KINDS,
+    CallerRule,
+    DeliverySettings,
+    DestinationSettings,
+)
+from ..db import Delivery, DeliveryState, Result, ResultInstance, record_event
 from ..db.types import utcnow
 from ..errors import DeliveryError
 
@@ -39,6 +48,21 @@ def route(
             raise DeliveryError(f"routing names destination {name!r}, which is not configured")
         out.append(by_name[name])
     return out
+
+
+def kinds_for(destination: str, settings: DeliverySettings) -> tuple[str, ...]:
+    """The kinds a destination takes; every kind for one no longer configured (it was
+    planned when it took them, and it is tried at its recorded address)."""
+    configured = {d.name: d for d in settings.destinations}.get(destination)
+    return tuple(configured.kinds) if configured is not None else ALL_RESULT_KINDS
+
+
+def instances_for(result: Result, kinds: Sequence[str]) -> list[ResultInstance]:
+    """The instances of ``result`` of these kinds, in sending order: the SEG levels base
+    first, then the other kinds in the registry's order."""
+    order = {kind: i for i, kind in enumerate(ALL_RESULT_KINDS)}
+    chosen = [i for i in result.instances if i.kind in kinds]
+    return sorted(chosen, key=lambda i: (order.get(i.kind, len(order)), i.level, i.id))
 
 
 def plan_deliveries(
