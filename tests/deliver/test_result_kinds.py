@@ -286,3 +286,23 @@ def test_the_kinds_settings_refuse_what_cannot_be() -> None:
     assert kinds_for("pacs", settings) == ("seg", "sr")
     # a destination removed from the settings since it was planned: every kind, as before
     assert kinds_for("gone", settings) == ("seg", "sr", "ann", "key_image")
+
+
+def test_a_destination_with_nothing_of_its_kinds_gets_no_delivery(sqlite_runtime) -> None:
+    """A SEG-only result (a slide without tumour, say) and a destination of annotations
+    only: no delivery is planned (it could only fail), and the audit says why."""
+    from tests.deliver.conftest import make_result
+
+    result_id = make_result(sqlite_runtime)
+    ann_only = destination(104, name="viewer").model_copy(update={"kinds": ["ann"]})
+    settings = delivery_settings(ann_only, destination(105))
+    with sqlite_runtime.session() as session:
+        result = session.get(Result, result_id)
+        planned = plan_deliveries(
+            session=session, result=result, source_ae=None, settings=settings, caller_rules=[]
+        )
+        assert [d.destination for d in planned] == ["pacs"]
+        [why] = session.scalars(
+            select(AuditEvent).where(AuditEvent.event == "delivery.unrouted")
+        ).all()
+        assert "nothing for viewer, which takes ann only" in why.message

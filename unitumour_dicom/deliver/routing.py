@@ -89,6 +89,19 @@ def plan_deliveries(
         if dest.name in existing:
             deliveries.append(existing[dest.name])
             continue
+        if not instances_for(result, dest.kinds):
+            # e.g. a destination of bulk annotations only, and a slide without tumour
+            record_event(
+                session=session,
+                event="delivery.unrouted",
+                message=(
+                    f"result {result.id}: nothing for {dest.name}, which takes "
+                    f"{', '.join(dest.kinds)} only"
+                ),
+                job_id=result.job_id,
+                details={"source_ae": source_ae, "destination": dest.name, "kinds": dest.kinds},
+            )
+            continue
         delivery = Delivery(
             result=result,
             destination=dest.name,
