@@ -89,7 +89,7 @@ def test_a_processed_folder_is_not_run_again_unless_forced(config: Path, tmp_pat
     again = run(config, slide, "--out", tmp_path / "b")
     assert again.exit_code == 0, again.output
     assert "0 instance(s) admitted, 3 already held" in again.output
-    assert "already succeeded; its SEG is copied" in again.output
+    assert "already succeeded; its result is copied" in again.output
     assert len(list((tmp_path / "b").rglob("*.dcm"))) == 5  # 3 SEG levels, SR, key image
     assert [j.state for j in jobs(config)] == ["succeeded"]
     forced = run(config, slide, "--out", tmp_path / "c", "--force")
