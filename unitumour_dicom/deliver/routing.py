@@ -18,13 +18,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from ..config.sections import (
-    ALL_RESULT_KINDS,
-    CallerRule,
-    DeliverySettings,
-    DestinationSettings,
-)
-from ..db import Delivery, DeliveryState, Result, ResultInstance, record_event
+from ..config.sections import CallerRule, DeliverySettings, DestinationSettings
+from ..db import Delivery, DeliveryState, Result, record_event
+from ..db.enums import ResultKind
+from ..db.models import ResultInstance
 from ..db.types import utcnow
 from ..errors import DeliveryError
 
@@ -54,13 +51,15 @@ def kinds_for(destination: str, settings: DeliverySettings) -> tuple[str, ...]:
     """The kinds a destination takes; every kind for one no longer configured (it was
     planned when it took them, and it is tried at its recorded address)."""
     configured = {d.name: d for d in settings.destinations}.get(destination)
-    return tuple(configured.kinds) if configured is not None else ALL_RESULT_KINDS
+    if configured is None:
+        return tuple(str(kind) for kind in ResultKind)
+    return tuple(configured.kinds)
 
 
 def instances_for(result: Result, kinds: Sequence[str]) -> list[ResultInstance]:
     """The instances of ``result`` of these kinds, in sending order: the SEG levels base
     first, then the other kinds in the registry's order."""
-    order = {kind: i for i, kind in enumerate(ALL_RESULT_KINDS)}
+    order = {str(kind): i for i, kind in enumerate(ResultKind)}  # seg, sr, ann, key_image
     chosen = [i for i in result.instances if i.kind in kinds]
     return sorted(chosen, key=lambda i: (order.get(i.kind, len(order)), i.level, i.id))
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from ..db import Job, Result, ResultInstance, ResultKind, record_event
+from ..db import Job, Result, ResultInstance, record_event
+from ..db.enums import ResultKind
 from ..errors import JobError
 from .pyramid import SegPyramid
 
