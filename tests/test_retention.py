@@ -143,6 +143,8 @@ def make_case(
             session.add(
                 ResultInstance(
                     result_id=result.id,
+                    kind="seg",
+                    series_instance_uid=seg_series,
                     sop_instance_uid=seg_sop,
                     sop_class_uid=SEG,
                     path=stored.path,

@@ -91,7 +91,7 @@ def case_overlay_png(
     if not latest:
         raise PictureError("no stored instances of this slide (purged or never received)")
     _job, result = latest_result(slide)
-    seg = list(result.instances) if result else []
+    seg = list(result.seg_instances) if result else []
     digests = sorted(i.sha256 for i in latest.values()) + sorted(i.sha256 for i in seg)
     key = hashlib.sha256(f"{max_pixels}:{':'.join(digests)}".encode()).hexdigest()
     png = cache.get(key)

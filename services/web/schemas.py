@@ -82,6 +82,8 @@ class InstanceOut(Schema):
 
 
 class ResultInstanceOut(Schema):
+    kind: str = Field(description="seg (a SEG level), sr, ann (bulk annotations) or key_image.")
+    series_instance_uid: str
     sop_instance_uid: str
     sop_class_uid: str
     source_sop_instance_uid: str | None
@@ -197,7 +199,9 @@ class CaseDetail(Schema):
     instances: list[InstanceOut]
     jobs: list[JobOut]
     model: ModelCardOut | None = Field(description="The model that ran for the latest result.")
-    result: ResultOut | None = Field(description="The latest result (the SEG last made).")
+    result: ResultOut | None = Field(
+        description="The latest result: its SEG series and every object it holds, by kind."
+    )
     deliveries: list[DeliveryOut]
     audit: list[AuditOut] = Field(description="Audit events of the case, accesses aside.")
     access: list[AccessOut] = Field(

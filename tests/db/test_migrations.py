@@ -109,3 +109,96 @@ def test_0003_adds_login_sessions_and_keeps_every_row(db_url: str) -> None:
         assert conn.execute(text("SELECT username FROM users")).scalars().all() == ["ada"]
     engine.dispose()
     assert "login_sessions" not in tables and "login_throttles" not in tables
+
+
+def _seed_result(conn, series: str) -> None:  # type: ignore[no-untyped-def]
+    """A slide, a job, its result (SEG series ``series``) and two SEG levels, as 0003 had."""
+    conn.execute(
+        text(
+            "INSERT INTO slides (study_instance_uid, series_instance_uid, state, quiet_seconds, "
+            "first_received_at, last_received_at, settle_at) "
+            "VALUES ('1.2.3', :s, 'settled', 30, :t, :t, :t)"
+        ),
+        {"s": f"{series}.9", "t": NOW},
+    )
+    slide_id = conn.execute(text("SELECT max(id) FROM slides")).scalar()
+    conn.execute(
+        text(
+            "INSERT INTO jobs (uuid, slide_id, state, attempts, max_attempts, created_at) "
+            "VALUES (:u, :s, 'succeeded', 1, 3, :t)"
+        ),
+        {"u": f"uuid-{series}", "s": slide_id, "t": NOW},
+    )
+    job_id = conn.execute(text("SELECT max(id) FROM jobs")).scalar()
+    conn.execute(
+        text(
+            "INSERT INTO results (job_id, study_instance_uid, series_instance_uid, "
+            "segmentation_type, tumour_area_mm2, tissue_area_mm2, created_at) "
+            "VALUES (:j, '1.2.3', :s, 'BINARY', 1.5, 20.0, :t)"
+        ),
+        {"j": job_id, "s": series, "t": NOW},
+    )
+    result_id = conn.execute(text("SELECT max(id) FROM results")).scalar()
+    for level in (0, 1):
+        conn.execute(
+            text(
+                "INSERT INTO result_instances (result_id, sop_instance_uid, sop_class_uid, "
+                "level, path, sha256, size_bytes) "
+                "VALUES (:r, :sop, '1.2.840.10008.5.1.4.1.1.66.4', :l, 'p', :h, 10)"
+            ),
+            {"r": result_id, "sop": f"{series}.{level}", "l": level, "h": "0" * 64},
+        )
+
+
+def test_0008_gives_every_result_instance_a_kind_and_series_and_keeps_every_row(
+    db_url: str,
+) -> None:
+    """Results recorded before 0008 were SEG series: after the upgrade each of their
+    instances is kind 'seg' in its result's series; new rows need both columns; rows of other
+    kinds go on downgrade, the SEG rows stay."""
+    migrate.upgrade(db_url, "0003")
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        _seed_result(conn, "1.2.3.100")
+        _seed_result(conn, "1.2.3.200")
+    migrate.upgrade(db_url, "0008")
+    query = text(
+        "SELECT sop_instance_uid, kind, series_instance_uid, level FROM result_instances "
+        "ORDER BY sop_instance_uid"
+    )
+    with engine.begin() as conn:
+        assert conn.execute(query).all() == [
+            ("1.2.3.100.0", "seg", "1.2.3.100", 0),
+            ("1.2.3.100.1", "seg", "1.2.3.100", 1),
+            ("1.2.3.200.0", "seg", "1.2.3.200", 0),
+            ("1.2.3.200.1", "seg", "1.2.3.200", 1),
+        ]
+        assert conn.execute(text("SELECT count(*) FROM results")).scalar() == 2
+        result_id = conn.execute(text("SELECT min(id) FROM results")).scalar()
+        conn.execute(
+            text(
+                "INSERT INTO result_instances (result_id, kind, series_instance_uid, "
+                "sop_instance_uid, sop_class_uid, level, path, sha256, size_bytes) "
+                "VALUES (:r, 'sr', '1.2.3.101', '1.2.3.101.1', "
+                "'1.2.840.10008.5.1.4.1.1.88.34', 0, 'q', :h, 5)"
+            ),
+            {"r": result_id, "h": "1" * 64},
+        )
+    with pytest.raises(sa_exc.IntegrityError), engine.begin() as conn:  # kind is required
+        conn.execute(
+            text(
+                "INSERT INTO result_instances (result_id, series_instance_uid, "
+                "sop_instance_uid, sop_class_uid, level, path, sha256, size_bytes) "
+                "VALUES (:r, '1.2.3.102', '1.2.3.102.1', '1.2', 0, 'q', :h, 5)"
+            ),
+            {"r": result_id, "h": "1" * 64},
+        )
+    migrate.downgrade(db_url, "0003")
+    with engine.connect() as conn:
+        kept = conn.execute(
+            text("SELECT sop_instance_uid FROM result_instances ORDER BY sop_instance_uid")
+        )
+        assert kept.scalars().all() == ["1.2.3.100.0", "1.2.3.100.1", "1.2.3.200.0", "1.2.3.200.1"]
+        columns = {c["name"] for c in inspect(conn).get_columns("result_instances")}
+    engine.dispose()
+    assert "kind" not in columns and "series_instance_uid" not in columns

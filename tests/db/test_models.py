@@ -117,3 +117,16 @@ def test_audit_log_refuses_raw_sql_changes(runtime: Runtime) -> None:
                 conn.execute(text(statement))
     with runtime.session() as session:
         assert session.scalars(select(AuditEvent.message)).all() == ["kept"]
+
+
+def test_result_kinds_of_the_settings_are_the_database_kinds() -> None:
+    """The settings spell the kinds out (config imports no database code); they must stay
+    the ResultKind values, and every kind but the SEG has a writer in the registry."""
+    from typing import get_args
+
+    from unitumour_dicom.config.sections import ALL_RESULT_KINDS, ResultKindName
+    from unitumour_dicom.db import ResultKind
+    from unitumour_dicom.results import WRITERS
+
+    assert set(get_args(ResultKindName)) == set(ALL_RESULT_KINDS) == {k.value for k in ResultKind}
+    assert set(WRITERS) == set(ResultKind) - {ResultKind.SEG}

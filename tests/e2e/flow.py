@@ -165,9 +165,10 @@ def check_case(
         job = session.scalars(select(Job).where(Job.slide_id == slide.id)).one()
         model = session.get(ModelVersion, job.model_id)
         result = session.scalars(select(Result).where(Result.job_id == job.id)).one()
-        seg_rows = session.scalars(
+        all_rows = session.scalars(
             select(ResultInstance).where(ResultInstance.result_id == result.id)
         ).all()
+        seg_rows = [r for r in all_rows if r.kind == "seg"]
         delivery = session.scalars(select(Delivery).where(Delivery.result_id == result.id)).one()
         attempts = session.scalars(
             select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery.id)
@@ -210,7 +211,9 @@ def check_case(
     # what the PACS received is what we stored, dataset byte for byte
     received = received_seg_files(pacs.folder, [r.sop_instance_uid for r in seg_rows])
     assert len(received) == len(seg_rows)
-    assert len(pacs.files()) == len(seg_rows)  # one copy of each, nothing else
+    # one copy of each object of the result (SEG levels, SR, annotations, key image), no more
+    assert {r.kind for r in all_rows} == {"seg", "sr", "ann", "key_image"}
+    assert len(pacs.files()) == len(all_rows)
     for row in seg_rows:
         stored = runtime.store.abspath(row.path)
         assert sha256(stored) == row.sha256

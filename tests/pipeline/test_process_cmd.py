@@ -60,13 +60,25 @@ def test_a_folder_is_processed_and_its_seg_written(config: Path, tmp_path: Path)
     [job] = report["jobs"]
     assert job["state"] == "succeeded" and job["result_id"] == 1
     written = [Path(p) for p in report["written"]]
-    assert len(written) == 3 and all(p.is_file() for p in written)
+    assert all(p.is_file() for p in written)
+    # the SEG levels, then the SR and the key image (no tumour from this untrained model, so
+    # no contours to annotate), each kind in a series folder of its own
+    assert [p.name.split("-")[0] for p in written] == [
+        "level0",
+        "level1",
+        "level2",
+        "sr",
+        "key_image",
+    ]
+    assert len({p.parent for p in written}) == 3
     source = pydicom.dcmread(slide / "level-0.dcm", stop_before_pixels=True)
-    for path in written:
+    for path in written[:3]:
         seg = pydicom.dcmread(path)
         assert seg.SOPClassUID == SEG_STORAGE
         assert seg.StudyInstanceUID == source.StudyInstanceUID
         assert seg.FrameOfReferenceUID == source.FrameOfReferenceUID
+    for path in written[3:]:
+        assert pydicom.dcmread(path).StudyInstanceUID == source.StudyInstanceUID
     [row] = jobs(config)
     assert row.state == "succeeded" and row.model_id is not None and row.inputs["sha256_verified"]
 
@@ -77,8 +89,8 @@ def test_a_processed_folder_is_not_run_again_unless_forced(config: Path, tmp_pat
     again = run(config, slide, "--out", tmp_path / "b")
     assert again.exit_code == 0, again.output
     assert "0 instance(s) admitted, 3 already held" in again.output
-    assert "already succeeded; its SEG is copied" in again.output
-    assert len(list((tmp_path / "b").rglob("*.dcm"))) == 3
+    assert "already succeeded; its result is copied" in again.output
+    assert len(list((tmp_path / "b").rglob("*.dcm"))) == 5  # 3 SEG levels, SR, key image
     assert [j.state for j in jobs(config)] == ["succeeded"]
     forced = run(config, slide, "--out", tmp_path / "c", "--force")
     assert forced.exit_code == 0, forced.output
@@ -203,7 +215,7 @@ def test_png_draws_the_slide_with_its_tumour_tinted(all_tumour_config: Path, tmp
     drawn = np.asarray(Image.open(picture).convert("RGB")).astype(np.int32)
     assert drawn.shape == (384, 512, 3)  # the slide's 4:3, longest side 512
     # where the SEG that was written says tumour, the picture is tinted towards the fill
-    seg_files = sorted((tmp_path / "out").rglob("*.dcm"))
+    seg_files = sorted((tmp_path / "out").rglob("level*.dcm"))
     level = choose_seg_level(seg_levels(seg_files), 512)
     tumour = resample_nearest(read_seg_mask(level), 384, 512) >= 0.5
     inside = ndimage.binary_erosion(tumour, iterations=4)

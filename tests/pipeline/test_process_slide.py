@@ -42,7 +42,11 @@ def test_a_job_runs_once_and_records_its_whole_provenance(fast_runtime, models, 
         model = session.get(ModelVersion, job.model_id)
         result = session.scalars(select(Result).where(Result.job_id == job_id)).one()
         instances = session.scalars(select(Instance).where(Instance.slide_id == job.slide_id)).all()
-        seg_files = [(i.path, i.sha256, i.sop_instance_uid) for i in result.instances]
+        seg_files = [(i.path, i.sha256, i.sop_instance_uid) for i in result.seg_instances]
+        kinds = [
+            (i.kind, i.series_instance_uid == result.series_instance_uid) for i in result.instances
+        ]
+        stored = [(i.path, i.sha256) for i in result.instances]
     # the model, by name, version and weights digest
     assert (model.name, model.version, model.weights_sha256) == (
         card.name,
@@ -68,7 +72,11 @@ def test_a_job_runs_once_and_records_its_whole_provenance(fast_runtime, models, 
     assert job.timings["inference.forward"] > 0
     # the SEG pyramid in the store, recorded with digests, one instance per source level
     assert len(seg_files) == 3
-    for path, digest, _ in seg_files:
+    # then the further kinds (results.kinds: all): the SR and the key image in series of their
+    # own; this untrained model finds no tumour, so there are no contours to annotate
+    assert kinds == [("seg", True)] * 3 + [("sr", False), ("key_image", False)]
+    assert job.timings["objects.sr"] >= 0 and job.timings["objects.key_image"] > 0
+    for path, digest in stored:
         assert sha256_file(fast_runtime.store.abspath(path)) == digest
     recorded = events(fast_runtime, job_id)
     assert [e for e in recorded if e.startswith(("job.", "result."))] == [
@@ -100,7 +108,7 @@ def test_a_rerun_after_a_crash_writes_the_same_seg_instances(
     with pytest.raises(SystemExit):
         process_slide(job_id, runtime=fast_runtime, worker=WORKER, models=models)
     left = {p.name: sha256_file(p) for p in (fast_runtime.store.root / "results").rglob("*.dcm")}
-    assert len(left) == 3
+    assert len(left) == 5  # three SEG levels, the SR and the key image: the same bytes again
     with fast_runtime.session() as session:
         job = session.get(Job, job_id)
         assert (job.state, job.attempts) == ("queued", 0)  # given back, attempt not counted

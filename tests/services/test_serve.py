@@ -114,7 +114,7 @@ def test_a_slide_sent_with_storescu_comes_back_as_a_seg_with_its_provenance(tmp_
         job = session.scalars(select(Job).where(Job.slide_id == slide.id)).one()
         model = session.get(ModelVersion, job.model_id)
         result = session.scalars(select(Result).where(Result.job_id == job.id)).one()
-        seg = [(i.sop_instance_uid, i.path, i.sha256) for i in result.instances]
+        objects = [(i.sop_instance_uid, i.path, i.sha256) for i in result.instances]
         delivery = session.scalars(select(Delivery).where(Delivery.result_id == result.id)).one()
         attempts = session.scalars(
             select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery.id)
@@ -141,12 +141,12 @@ def test_a_slide_sent_with_storescu_comes_back_as_a_seg_with_its_provenance(tmp_
     assert (model.name, model.weights_sha256) == (demo.card.name, demo.card.weights_sha256)
     assert job.code_version and job.device.startswith("cpu") and job.settings["inference"]
     assert {"receive", "settle_wait", "queue_wait", "inference", "seg", "total"} <= set(job.timings)
-    # the SEG as stored is what the PACS received, one copy of each instance
+    # every object as stored (SEG levels, SR, key image...) is what the PACS received, once
     received = {
         str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in pacs.files()
     }
-    assert sorted(received) == sorted(uid for uid, _, _ in seg)
-    for uid, path, digest in seg:
+    assert sorted(received) == sorted(uid for uid, _, _ in objects)
+    for uid, path, digest in objects:
         stored = runtime.store.abspath(path)
         assert sha256(stored) == digest
         assert without_meta(received[uid]) == without_meta(stored)

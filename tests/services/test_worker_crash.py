@@ -117,6 +117,6 @@ def test_a_job_whose_worker_is_killed_completes_on_another_worker_once(tmp_path:
     assert claims[0].startswith(f"segmentation{victim_index}@")
     assert claims[1].startswith(f"segmentation{1 - victim_index}@")
     received = pacs.files()
-    assert len(received) == len(result_instances)  # each SEG instance exactly once
+    assert len(received) == len(result_instances)  # each result object exactly once
     uids = sorted(str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in received)
     assert uids == sorted(uid for uid, _ in result_instances)

@@ -266,6 +266,8 @@ def seed_case(
             db.add(
                 ResultInstance(
                     result_id=result.id,
+                    kind="seg",
+                    series_instance_uid=seg_series,
                     sop_instance_uid=ds.SOPInstanceUID,
                     sop_class_uid=ds.SOPClassUID,
                     source_sop_instance_uid=ds.SourceImageSequence[0].ReferencedSOPInstanceUID

@@ -112,13 +112,24 @@ def test_case_record_has_everything_on_file(client: TestClient, case: SeededCase
     assert body["model"]["card"]["intended_use"] == "tests <only>"
     assert body["result"]["series_instance_uid"] == case.seg_series_uid
     assert {i["sop_instance_uid"] for i in body["result"]["instances"]} == set(case.seg_files)
+    assert {(i["kind"], i["series_instance_uid"]) for i in body["result"]["instances"]} == {
+        ("seg", case.seg_series_uid)
+    }
     deliveries = {d["destination"]: d for d in body["deliveries"]}
     assert [a["ok"] for a in deliveries["pacs"]["attempts_log"]] == [False, True]
     assert deliveries["archive"]["last_status"] == 0xA700
     assert {e["event"] for e in body["audit"]} >= {"slide.settled", "delivery.delivered"}
     assert client.get("/api/cases/999999").status_code == 404
     html = client.get(f"/cases/{case.slide_id}").text
-    for text in (case.seg_series_uid, "42.00", "0xA700", "Out of resources", "residual U-Net"):
+    for text in (
+        case.seg_series_uid,
+        "42.00",
+        "0xA700",
+        "Out of resources",
+        "residual U-Net",
+        "Result objects",
+        '<tr class="kind-seg"><td>SEG</td>',
+    ):
         assert text in html, text
 
 

@@ -33,7 +33,8 @@ def process(
         Path, typer.Argument(help="Folder of DICOM instances (one or more slides, any depth).")
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder that receives the SEG instances.")
+        Path,
+        typer.Option("--out", "-o", help="Folder that receives the result objects (SEG, SR, ...)."),
     ],
     force: Annotated[
         bool,
@@ -57,7 +58,8 @@ def process(
         bool, typer.Option("--no-progress", help="No progress bars (shown on a terminal).")
     ] = False,
 ) -> None:
-    """Admit the folder's instances, segment each slide, write its SEG to --out.
+    """Admit the folder's instances, segment each slide, write its result objects to --out
+    (SEG, SR, bulk annotations, key image: ``results.kinds``), a folder per series.
 
     Everything is recorded as for a slide received over the network: instances with their
     digests, the job with its provenance, the result, and the deliveries the routing rules
@@ -129,7 +131,9 @@ def process(
         for series, reason in report.unprocessable.items():
             typer.echo(f"  slide {series} cannot be processed: {reason}")
         for job_id in report.reused:
-            typer.echo(f"job {job_id}: already succeeded; its SEG is copied (use --force to rerun)")
+            typer.echo(
+                f"job {job_id}: already succeeded; its result is copied (use --force to rerun)"
+            )
         for written in report.written:
             typer.echo(f"wrote {written}")
         for picture in pictures:

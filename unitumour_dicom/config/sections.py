@@ -283,14 +283,53 @@ class SegSettings(Section):
         return self
 
 
+#: The kinds of result object (the values of ``db.ResultKind``; a test holds them equal).
+ResultKindName = Literal["seg", "sr", "ann", "key_image"]
+ALL_RESULT_KINDS: tuple[ResultKindName, ...] = ("seg", "sr", "ann", "key_image")
+
+
+def _unique_kinds(kinds: list[ResultKindName]) -> list[ResultKindName]:
+    if len(set(kinds)) != len(kinds):
+        raise ValueError(f"kinds {kinds} names a kind twice")
+    return kinds
+
+
+class ResultsSettings(Section):
+    kinds: list[ResultKindName] = Field(
+        default=list(ALL_RESULT_KINDS),
+        description=(
+            "Result objects each job writes: seg (always), sr (TID 1500 measurements), ann "
+            "(bulk annotations of the tumour contours), key_image (Secondary Capture)."
+        ),
+    )
+    key_image_max_side: int = Field(
+        default=1024, ge=64, le=4096, description="Longest side of the key image's thumbnail."
+    )
+
+    _kinds = field_validator("kinds")(_unique_kinds)
+
+    @field_validator("kinds")
+    @classmethod
+    def _seg_always(cls, kinds: list[ResultKindName]) -> list[ResultKindName]:
+        if "seg" not in kinds:
+            raise ValueError("results.kinds must hold seg: every other object refers to the SEG")
+        return kinds
+
+
 class DestinationSettings(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     ae_title: str
     host: str
     port: int = Field(ge=1, le=65535)
     tls: TLSSettings = Field(default_factory=TLSSettings)
+    kinds: list[ResultKindName] = Field(
+        default=list(ALL_RESULT_KINDS),
+        min_length=1,
+        description="Kinds of result object sent there (of those written); default: all.",
+    )
 
     _ae = field_validator("ae_title")(_check_ae_title)
+    _kinds = field_validator("kinds")(_unique_kinds)
 
 
 class DeliverySettings(Section):

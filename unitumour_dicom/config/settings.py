@@ -30,6 +30,7 @@ from .sections import (
     LoggingSettings,
     ModelSettings,
     PullSettings,
+    ResultsSettings,
     RetentionSettings,
     SegSettings,
     StoreSettings,
@@ -73,6 +74,7 @@ class Settings(BaseSettings):
     listener: ListenerSettings = Field(default_factory=ListenerSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     seg: SegSettings = Field(default_factory=SegSettings)
+    results: ResultsSettings = Field(default_factory=ResultsSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     web: WebSettings = Field(default_factory=WebSettings)

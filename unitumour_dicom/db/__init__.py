@@ -9,6 +9,7 @@ from .enums import (
     InstanceState,
     IntakePath,
     JobState,
+    ResultKind,
     SlideState,
     UserRole,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "PullWatermark",
     "Result",
     "ResultInstance",
+    "ResultKind",
     "SenderToken",
     "Slide",
     "SlideState",

@@ -59,6 +59,17 @@ class DeliveryState(StrEnum):
     FAILED = "failed"
 
 
+class ResultKind(StrEnum):
+    """The kinds of DICOM object a result is made of (``result_instances.kind``). The SEG is
+    always written; the others as ``results.kinds`` says. A new kind is a value here, a
+    writer in ``unitumour_dicom.results.registry`` and its name in the settings."""
+
+    SEG = "seg"  # Segmentation pyramid, one instance per source level
+    SR = "sr"  # Comprehensive 3D SR, TID 1500 measurement report
+    ANN = "ann"  # Microscopy Bulk Simple Annotations, the tumour contours
+    KEY_IMAGE = "key_image"  # Secondary Capture, thumbnail with outline and figures
+
+
 class UserRole(StrEnum):
     VIEWER = "viewer"
     ADMIN = "admin"

@@ -26,7 +26,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-from .enums import AssociationState, DeliveryState, InstanceState, JobState, SlideState, UserRole
+from .enums import (
+    AssociationState,
+    DeliveryState,
+    InstanceState,
+    JobState,
+    ResultKind,
+    SlideState,
+    UserRole,
+)
 from .types import JSONType, UTCDateTime, utcnow
 
 UID = String(64)
@@ -191,7 +199,9 @@ class Job(Base):
 
 
 class Result(Base):
-    """The DICOM Segmentation a job made, as stored, with the areas it measured."""
+    """What a job made, with the areas it measured: its SEG series (always written; its
+    uid is ``series_instance_uid``) and the further objects ``results.kinds`` asked for
+    (SR, bulk annotations, key image), each a ResultInstance with its kind and series."""
 
     __tablename__ = "results"
 
@@ -210,14 +220,26 @@ class Result(Base):
     )
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="result")
 
+    def instances_of(self, *kinds: str) -> list[ResultInstance]:
+        """The instances of these kinds (all when none is named), in recorded order."""
+        return [i for i in self.instances if not kinds or i.kind in kinds]
+
+    @property
+    def seg_instances(self) -> list[ResultInstance]:
+        """The SEG pyramid's instances: what overlays and SEG readers take."""
+        return self.instances_of(ResultKind.SEG)
+
 
 class ResultInstance(Base):
-    """One SEG instance of a result's pyramid."""
+    """One stored object of a result: a SEG level (``level``: its source level), or the SR,
+    the bulk annotations or the key image (``level`` 0), in its own series."""
 
     __tablename__ = "result_instances"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default=ResultKind.SEG)
+    series_instance_uid: Mapped[str] = mapped_column(UID)
     sop_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
     sop_class_uid: Mapped[str] = mapped_column(UID)
     source_sop_instance_uid: Mapped[str | None] = mapped_column(UID)

@@ -25,6 +25,7 @@ from ..db import (
 )
 from ..errors import ConflictError, DeliveryError, IntegrityError, NotFoundError, StoreError
 from ..store import FileStore
+from .routing import instances_for, kinds_for
 from .scu import Destination, SendReport, send_instances
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,9 @@ def attempt_delivery(
     attempt.finished_at = now + timedelta(seconds=time.monotonic() - started)
     attempt.ok = report.ok
     attempt.status = report.status
-    attempt.error = report.error
+    attempt.error = report.error or report.note  # delivered: the classes refused, if any
     delivery.last_status = report.status
-    delivery.last_error = report.error
+    delivery.last_error = report.error or report.note
     where = f"{delivery.destination} ({delivery.ae_title}@{delivery.host}:{delivery.port})"
     details = {
         "attempt": delivery.attempts,
@@ -106,6 +107,8 @@ def attempt_delivery(
         "statuses": {k: f"0x{v:04X}" for k, v in report.statuses.items()},
         "transfer_syntaxes": report.transfer_syntaxes,
         "seconds": round(report.seconds, 3),
+        "refused_classes": report.refused_classes,
+        "skipped": report.skipped,
     }
     record_event(
         session=session,
@@ -163,9 +166,9 @@ def attempt_delivery(
 
 def _send(delivery: Delivery, store: FileStore, settings: DeliverySettings) -> SendReport:
     """Check every instance against its recorded digest, then send them all."""
-    instances = sorted(delivery.result.instances, key=lambda i: (i.level, i.id))
+    instances = instances_for(delivery.result, kinds_for(delivery.destination, settings))
     if not instances:
-        return SendReport().fail("the result has no instances", permanent=True)
+        return SendReport().fail("the result has no instances of the kinds", permanent=True)
     paths = []
     for inst in instances:
         try:

@@ -4,6 +4,10 @@ Rules, in order: the destinations mapped to the calling AE title that sent the s
 (``listener.callers[].destinations``: "back to the PACS that asked"), then the fixed
 destinations every result goes to (``delivery.always_to``: archives). A destination named
 twice gets one delivery.
+
+What of a result goes there: the instances of the kinds the destination lists
+(``delivery.destinations[].kinds``, default all), SEG levels first (base level first), then
+the other kinds in the order of the results registry (:func:`instances_for`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from sqlalchemy.orm import Session
 
 from ..config.sections import CallerRule, DeliverySettings, DestinationSettings
 from ..db import AuditEventName, Delivery, DeliveryState, Result, record_event
+from ..db.enums import ResultKind
+from ..db.models import ResultInstance
 from ..db.types import utcnow
 from ..errors import DeliveryError
 
@@ -41,6 +47,23 @@ def route(
     return out
 
 
+def kinds_for(destination: str, settings: DeliverySettings) -> tuple[str, ...]:
+    """The kinds a destination takes; every kind for one no longer configured (it was
+    planned when it took them, and it is tried at its recorded address)."""
+    configured = {d.name: d for d in settings.destinations}.get(destination)
+    if configured is None:
+        return tuple(str(kind) for kind in ResultKind)
+    return tuple(configured.kinds)
+
+
+def instances_for(result: Result, kinds: Sequence[str]) -> list[ResultInstance]:
+    """The instances of ``result`` of these kinds, in sending order: the SEG levels base
+    first, then the other kinds in the registry's order."""
+    order = {str(kind): i for i, kind in enumerate(ResultKind)}  # seg, sr, ann, key_image
+    chosen = [i for i in result.instances if i.kind in kinds]
+    return sorted(chosen, key=lambda i: (order.get(i.kind, len(order)), i.level, i.id))
+
+
 def plan_deliveries(
     *,
     session: Session,
@@ -64,6 +87,19 @@ def plan_deliveries(
     for dest in destinations:
         if dest.name in existing:
             deliveries.append(existing[dest.name])
+            continue
+        if not instances_for(result, dest.kinds):
+            # e.g. a destination of bulk annotations only, and a slide without tumour
+            record_event(
+                session=session,
+                event=AuditEventName.DELIVERY_UNROUTED,
+                message=(
+                    f"result {result.id}: nothing for {dest.name}, which takes "
+                    f"{', '.join(dest.kinds)} only"
+                ),
+                job_id=result.job_id,
+                details={"source_ae": source_ae, "destination": dest.name, "kinds": dest.kinds},
+            )
             continue
         delivery = Delivery(
             result=result,

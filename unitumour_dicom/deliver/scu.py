@@ -6,6 +6,12 @@ own. A file goes as stored, streamed from disk byte for byte, when its own trans
 accepted; a native or deflated file goes re-encoded (Explicit/Implicit VR Little Endian,
 inflated) when only those are; an encapsulated file needs its own. Every outcome is a
 :class:`SendReport` that says whether to try again.
+
+A destination may take some SOP classes and not others (a PACS that stores images and SR but
+no SEG or bulk annotations): a class it refuses, in the negotiation or with status 0x0122
+(SOP class not supported), is recorded in ``SendReport.refused_classes`` and its files are
+left out; the send succeeds when every file of every other class was stored, and fails only
+when the destination takes none of the classes offered.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ SUCCESS = 0x0000
 WARNINGS = {0xB000, 0xB006, 0xB007}
 #: Failure statuses that no retry will change: the data set or SOP class is refused as such.
 PERMANENT_STATUSES = {0x0122, 0x0124} | set(range(0xA900, 0xAA00))
+#: C-STORE status "Refused: SOP Class not supported": the class is refused, not the file.
+SOP_CLASS_NOT_SUPPORTED = 0x0122
 _MAX_CONTEXTS = 128
 
 
@@ -67,6 +75,21 @@ class SendReport:
     permanent: bool = False
     transfer_syntaxes: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    #: SOP class UID -> why the destination does not take it; its files were not sent.
+    refused_classes: dict[str, str] = field(default_factory=dict)
+    #: SOP Instance UIDs left out because their class was refused.
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def note(self) -> str | None:
+        """One line on the classes refused, for a delivery that otherwise succeeded."""
+        if not self.refused_classes:
+            return None
+        parts = [f"{_class_name(uid)} ({why})" for uid, why in self.refused_classes.items()]
+        return (
+            f"not taken by the destination, {len(self.skipped)} instance(s) left out: "
+            + "; ".join(parts)
+        )
 
     def fail(self, error: str, *, permanent: bool, status: int | None = None) -> SendReport:
         self.ok = False
@@ -106,6 +129,11 @@ class RejectionRecorder:
     @property
     def permanent(self) -> bool:
         return self.result == 0x01
+
+
+def _class_name(uid: str) -> str:
+    name = UID(uid).name
+    return f"{name} {uid}" if name != uid else uid
 
 
 def _alternatives(ts: UID) -> list[UID]:
@@ -154,7 +182,9 @@ def send_instances(
     timeout_s: float = 60.0,
 ) -> SendReport:
     """Send ``paths`` over one association; stop at the first failure (the rest would only be
-    sent again on the next try). Never raises for network or peer trouble: the report says."""
+    sent again on the next try), except for a SOP class the destination does not take:
+    that is recorded in ``refused_classes`` and its files skipped. Never raises for network
+    or peer trouble: the report says."""
     started = time.monotonic()
     report = SendReport()
     try:
@@ -212,6 +242,7 @@ def send_instances(
                 )
             why = "down, unreachable, aborted" + (" or TLS handshake failed" if tls_args else "")
             return report.fail(f"{where} did not answer ({why})", permanent=False)
+        taken = assoc.accepted_contexts
         for info in files:
             accepted = {
                 UID(cx.transfer_syntax[0])
@@ -221,7 +252,16 @@ def send_instances(
             choice = next(
                 (ts for ts in _alternatives(info.transfer_syntax_uid) if ts in accepted), None
             )
+            if info.sop_class_uid in report.refused_classes:
+                report.skipped.append(info.sop_instance_uid)
+                continue
             if choice is None:
+                if not any(cx.abstract_syntax == info.sop_class_uid for cx in taken):
+                    # the class itself is refused: record it, send the others
+                    report.refused_classes[str(info.sop_class_uid)] = "refused in negotiation"
+                    report.skipped.append(info.sop_instance_uid)
+                    log.warning("%s does not take %s", where, _class_name(info.sop_class_uid))
+                    continue
                 return report.fail(
                     f"{where} accepts {info.sop_class_uid.name} in none of "
                     f"{', '.join(t.name for t in _alternatives(info.transfer_syntax_uid))}",
@@ -252,6 +292,14 @@ def send_instances(
                     permanent=False,
                 )
             report.statuses[info.sop_instance_uid] = status
+            if status == SOP_CLASS_NOT_SUPPORTED:
+                # accepted in the negotiation, refused at the store: the class, not the file
+                comment = rsp.get("ErrorComment", "")
+                report.refused_classes[str(info.sop_class_uid)] = "status 0x0122" + (
+                    f" ({comment})" if comment else ""
+                )
+                report.skipped.append(info.sop_instance_uid)
+                continue
             report.transfer_syntaxes[info.sop_instance_uid] = str(choice)
             report.status = status if report.status in (None, SUCCESS) else report.status
             if status != SUCCESS and status not in WARNINGS:
@@ -262,6 +310,10 @@ def send_instances(
                     permanent=status in PERMANENT_STATUSES,
                     status=status,
                 )
+        if len(report.skipped) == len(files):
+            return report.fail(
+                f"{where} takes none of the classes offered: {report.note}", permanent=True
+            )
         report.ok = True
         return report
     finally:

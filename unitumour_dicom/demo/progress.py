@@ -111,7 +111,7 @@ def slide_progress(session: Session, series_uid: str) -> SlideProgress:
             values.update(
                 result_id=result.id,
                 seg_series_uid=result.series_instance_uid,
-                seg_instance_uids=tuple(i.sop_instance_uid for i in result.instances),
+                seg_instance_uids=tuple(i.sop_instance_uid for i in result.seg_instances),
                 tumour_area_mm2=result.tumour_area_mm2,
                 tissue_area_mm2=result.tissue_area_mm2,
             )

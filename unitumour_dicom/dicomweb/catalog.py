@@ -32,7 +32,16 @@ from .errors import BadQueryError, ResourceNotFoundError
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
-MODALITY_OF_SOP_CLASS = {WSI_SOP_CLASS: "SM", SEG_SOP_CLASS: "SEG"}
+SR_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
+ANN_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.91.1"  # Microscopy Bulk Simple Annotations
+SC_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture (the key image)
+MODALITY_OF_SOP_CLASS = {
+    WSI_SOP_CLASS: "SM",
+    SEG_SOP_CLASS: "SEG",
+    SR_SOP_CLASS: "SR",
+    ANN_SOP_CLASS: "ANN",
+    SC_SOP_CLASS: "SM",
+}
 
 #: Query keys we match on, by keyword and by tag.
 _KEYS = {
@@ -146,8 +155,7 @@ def _like(column: Any, pattern: str) -> ColumnElement[bool]:
 
 def _modality_expr(sop_class: Any) -> Any:
     return case(
-        (sop_class == WSI_SOP_CLASS, literal("SM")),
-        (sop_class == SEG_SOP_CLASS, literal("SEG")),
+        *((sop_class == uid, literal(modality)) for uid, modality in MODALITY_OF_SOP_CLASS.items()),
         else_=null(),
     )
 
@@ -191,7 +199,7 @@ def _union() -> Any:
         select(
             literal("result").label("kind"),
             Result.study_instance_uid.label("study_uid"),
-            Result.series_instance_uid.label("series_uid"),
+            ResultInstance.series_instance_uid.label("series_uid"),
             ResultInstance.sop_instance_uid.label("sop_uid"),
             ResultInstance.sop_class_uid.label("sop_class_uid"),
             _modality_expr(ResultInstance.sop_class_uid).label("modality"),

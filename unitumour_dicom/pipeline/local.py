@@ -5,7 +5,8 @@ into the store's spool, validated, made durable, recorded with the intake path `
 grouped into slides; a refused file is audited as a refused C-STORE is); each slide is settled at
 once (the same pyramid check, the same job creation); and each job runs through
 :func:`process_slide`, the worker's own path. Provenance is therefore recorded as for any job,
-and the SEG instances the store holds are copied to the output folder.
+and the result objects the store holds (SEG, SR, bulk annotations, key image) are copied to
+the output folder.
 
 A slide whose instances were all admitted before (same bytes) and whose last job succeeded is
 not run again: its existing SEG is copied out, unless ``force`` asks for a new job (which
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from ..db import Job, JobState, Result, Slide, SlideState
+from ..db import Job, JobState, Result, ResultKind, Slide, SlideState
 from ..db.types import utcnow
 from ..errors import JobError, UniTumourError
 from ..progress import StageProgress
@@ -149,18 +150,24 @@ def jobs_for_slides(
 
 
 def copy_results(job_ids: list[int], runtime: Runtime, out_dir: Path) -> list[Path]:
-    """Copy each job's SEG instances from the store to ``out_dir``/<series UID>/."""
+    """Copy each job's result objects from the store to ``out_dir``/<series UID>/: the SEG
+    levels as ``level<n>-<SOP UID>.dcm``, the others as ``<kind>-<SOP UID>.dcm``."""
     written: list[Path] = []
     with runtime.session() as session:
         for job_id in job_ids:
             result = session.scalars(select(Result).where(Result.job_id == job_id)).one_or_none()
             if result is None:
                 continue
-            target = out_dir / result.series_instance_uid
-            target.mkdir(parents=True, exist_ok=True)
             for instance in result.instances:
+                target = out_dir / instance.series_instance_uid
+                target.mkdir(parents=True, exist_ok=True)
                 runtime.store.verify(instance.path, instance.sha256)
-                dest = target / f"level{instance.level}-{instance.sop_instance_uid}.dcm"
+                name = (
+                    f"level{instance.level}"
+                    if instance.kind == ResultKind.SEG
+                    else str(instance.kind)
+                )
+                dest = target / f"{name}-{instance.sop_instance_uid}.dcm"
                 shutil.copyfile(runtime.store.abspath(instance.path), dest)
                 written.append(dest)
     return written
@@ -196,7 +203,7 @@ def write_overlays(
             result = session.scalars(select(Result).where(Result.job_id == job_id)).one_or_none()
             if result is None:
                 raise PictureError(f"job {job_id} has no result to draw")
-            seg_paths = [runtime.store.abspath(i.path) for i in result.instances]
+            seg_paths = [runtime.store.abspath(i.path) for i in result.seg_instances]
         png = render_overlay_png(
             slide_paths=inputs.paths(runtime.store), seg_paths=seg_paths, max_pixels=max_pixels
         )

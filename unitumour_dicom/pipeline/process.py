@@ -9,7 +9,8 @@ The one path that the worker, ``unitumour process`` and the tests all use (DESIG
    scratch files in a folder of the job's own (owner-only) under ``worker.scratch_dir``
    (default: the store's spool/), removed when the job's compute ends, whatever its outcome;
 4. build the SEG pyramid into the store, with UIDs derived from the job's uuid, so a rerun
-   after a crash writes the same instances;
+   after a crash writes the same instances; then the further objects ``results.kinds`` asks
+   for (SR, bulk annotations, key image), each by its writer in ``results.WRITERS``;
 5. in one transaction: the job's success with its provenance (model row, code version,
    device, settings used, inputs with digests, seconds per stage), the result rows and the
    planned deliveries. The success is a compare-and-set on the lease, so a worker that lost
@@ -82,6 +83,7 @@ class _Work:
     inference: Any  # InferenceResult
     pyramid: Any  # SegPyramid
     source_ae: str | None
+    objects: list[Any] = field(default_factory=list)  # results.ResultObject: SR, ANN, ...
 
 
 def _volume_headers(inputs: JobInputs, runtime: Runtime) -> list[pydicom.Dataset]:
@@ -108,8 +110,10 @@ def _compute(
 ) -> _Work:
     # Imported here: the SEG and inference stacks (highdicom, wsidicom, torch) are heavy,
     # and the job machinery must stay importable without them.
+    from ..findings import ModelIdentity
     from ..infer import segment_slide
-    from ..seg import AlgorithmInfo, write_seg_pyramid
+    from ..results import WriterInputs, write_result_objects
+    from ..seg import write_seg_pyramid
     from ..slide import open_slide
 
     settings = runtime.settings
@@ -175,18 +179,38 @@ def _compute(
 
         with timer.stage("seg"):
             headers = _volume_headers(inputs, runtime)
-            card = model.card
+            identity = ModelIdentity.from_card(model.card)
             pyramid = write_seg_pyramid(
                 source_datasets=headers,
                 mask=inference.tumour,
                 probability=inference.probability,
-                algorithm=AlgorithmInfo(name=card.name, version=card.version),
+                algorithm=identity.algorithm_info(),
                 settings=settings.seg,
                 uid_seed=uid_seed,
                 store=runtime.store,
                 content_datetime=content_datetime,
+                research_use_only=identity.research_use_only,
             )
         timer.merge("seg", dict(getattr(pyramid, "timings_s", {}) or {}))
+        keeper.check()
+
+        # The further result kinds (SR, bulk annotations, key image) that results.kinds asks
+        # for, each through its writer in the results registry; all from the same job UUID
+        # and time, and all while the masks on disk are still open.
+        with timer.stage("objects"):
+            writer_inputs = WriterInputs(
+                source_datasets=headers,
+                slide_paths=inputs.paths(runtime.store),
+                result=inference,
+                seg=pyramid,
+                identity=identity,
+                seg_settings=settings.seg,
+                results_settings=settings.results,
+                uid_seed=uid_seed,
+                content_datetime=content_datetime,
+            )
+            objects = write_result_objects(writer_inputs, settings.results.kinds, runtime.store)
+        timer.merge("objects", writer_inputs.timings)
         keeper.check()
     finally:
         if inference is not None:
@@ -199,6 +223,7 @@ def _compute(
         inference=inference,
         pyramid=pyramid,
         source_ae=source_ae,
+        objects=objects,
     )
 
 
@@ -259,6 +284,7 @@ def _record(
             pyramid=work.pyramid,
             tumour_area_mm2=work.inference.tumour_area_mm2,
             tissue_area_mm2=work.inference.tissue_area_mm2,
+            objects=work.objects,
         )
         deliveries = plan_deliveries(
             session=session,

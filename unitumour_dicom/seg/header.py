@@ -80,6 +80,22 @@ class HeaderContext:
     institution_name: str | None
     content_datetime: datetime
     pyramid_label: str
+    #: The model card says not for clinical use: "RESEARCH USE ONLY" in the Series and
+    #: Content Description, ``RUO_`` in front of the Content Label.
+    research_use_only: bool = False
+
+
+def labelled(text: str, ctx: HeaderContext, max_length: int) -> str:
+    """``findings.labelled`` (imported here: findings imports seg)."""
+    from ..findings.identity import labelled as label_text
+
+    return label_text(text, ctx, max_length)
+
+
+def content_label(label: str, ctx: HeaderContext) -> str:
+    from ..findings.identity import content_label as label_cs
+
+    return label_cs(label, ctx)
 
 
 def software_versions() -> list[str]:
@@ -171,9 +187,11 @@ def segmentation_arguments(level: SourceLevel, ctx: HeaderContext) -> dict[str, 
         "device_serial_number": ctx.device_serial_number,
         "fractional_type": None if binary else ctx.fractional_type,
         "max_fractional_value": 255,
-        "content_description": f"Tumour, {ctx.algorithm.name} {ctx.algorithm.version}"[:64],
+        "content_description": labelled(
+            f"Tumour, {ctx.algorithm.name} {ctx.algorithm.version}", ctx, 64
+        ),
         "content_creator_name": ctx.content_creator_name,
-        "content_label": CONTENT_LABEL,
+        "content_label": content_label(CONTENT_LABEL, ctx),
         "transfer_syntax_uid": (
             ExplicitVRLittleEndian
             if ctx.compression.deflated
@@ -190,7 +208,7 @@ def segmentation_arguments(level: SourceLevel, ctx: HeaderContext) -> dict[str, 
         ]
         or None,
         "contributing_equipment": [contributing_equipment(ctx)],
-        "series_description": ctx.series_description,
+        "series_description": labelled(ctx.series_description, ctx, 64),
         "institution_name": ctx.institution_name,
         "content_date": ctx.content_datetime.date(),
         "content_time": ctx.content_datetime.time(),

@@ -116,6 +116,7 @@ def make_header_context(
     uid_seed: str,
     frame_of_reference_uid: str,
     content_datetime: datetime | None = None,
+    research_use_only: bool = False,
 ) -> HeaderContext:
     """What every instance of one pyramid shares, from the settings and the job."""
     when = content_datetime or datetime.now(UTC)
@@ -140,6 +141,7 @@ def make_header_context(
         institution_name=settings.institution_name,
         content_datetime=when,
         pyramid_label=f"{settings.segment_label} ({algorithm.name} {algorithm.version})",
+        research_use_only=research_use_only,
     )
 
 
@@ -153,6 +155,7 @@ def write_seg_pyramid(
     uid_seed: str,
     store: FileStore,
     content_datetime: datetime | None = None,
+    research_use_only: bool = False,
 ) -> SegPyramid:
     """Build every level of the SEG pyramid tile by tile and write each into the store
     (``results/<study>/<series>/<sop>.dcm``).
@@ -160,7 +163,9 @@ def write_seg_pyramid(
     ``uid_seed`` (the job's UUID) fixes every UID, so a retried job rewrites the same
     instances; an instance left by an earlier, unrecorded try is kept if its bytes are the
     same and replaced otherwise. FRACTIONAL stores ``probability`` (or the mask, as 0/255 when
-    there is none); BINARY stores the mask.
+    there is none); BINARY stores the mask. ``research_use_only`` (the model card says not
+    for clinical use) puts "RESEARCH USE ONLY" in the Series and Content Description and
+    ``RUO_`` in front of the Content Label.
     """
     started = time.perf_counter()
     seg_type = settings.segmentation_type
@@ -192,6 +197,7 @@ def write_seg_pyramid(
         uid_seed=uid_seed,
         frame_of_reference_uid=frame_of_reference,
         content_datetime=content_datetime,
+        research_use_only=research_use_only,
     )
     uids = ctx.uids
     row_has_values = rows_with_values(values, convert)
@@ -270,7 +276,7 @@ def _write_level(
         if fragments_path is not None:
             fragments_path.unlink(missing_ok=True)
     digest = writer.sha256.hexdigest()
-    _put(store, tmp, relpath, digest)
+    put_result_file(store, tmp, relpath, digest)
     return SegInstanceInfo(
         sop_instance_uid=str(header.SOPInstanceUID),
         sop_class_uid=str(header.SOPClassUID),
@@ -286,7 +292,7 @@ def _write_level(
     )
 
 
-def _put(store: FileStore, tmp: Path, relpath: str, digest: str) -> None:
+def put_result_file(store: FileStore, tmp: Path, relpath: str, digest: str) -> None:
     """Move a written instance into place; an earlier try's instance at the same path is
     kept when identical and replaced when not (it was never recorded, so never sent)."""
     if store.exists(relpath):
