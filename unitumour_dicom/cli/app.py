@@ -16,6 +16,7 @@ from .deliveries_cmd import deliveries_app
 from .destinations_cmd import destinations_app
 from .evaluate_cmd import evaluate_command
 from .health_cmd import health_app
+from .model_cmd import model_app
 from .process_cmd import process
 from .retention_cmd import retention_app
 from .synth_cmd import synth
@@ -35,6 +36,7 @@ app.command("evaluate")(evaluate_command)
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(destinations_app, name="destinations")
 app.add_typer(health_app, name="health")
+app.add_typer(model_app, name="model")
 app.command("synth")(synth)
 app.add_typer(users_app, name="users")
 app.add_typer(retention_app, name="retention")
