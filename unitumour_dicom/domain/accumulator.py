@@ -117,7 +117,7 @@ def describe_tiles(
             m &= np.asarray(masks[i], bool)
         eff[i] = m
         if m.sum() >= limit:
-            f = stain_features(tiles[i], m, params)
+            f = stain_features(tiles[i], m, params, mask_is_foreground=True)
             q = quality_features(tiles[i], m)
             if f is not None and q is not None:
                 colour[i], quality[i] = f, q
