@@ -10,7 +10,11 @@ alarm rate is the fraction of clean test images flagged.
     python benchmarks/domain_shift.py --model demo --json-out domain.json [--every 1]
 
 Each image is one "slide" of its tiles (EBHI's 224 px images are one tile each), scored by the
-same accumulator inference uses.
+same accumulator inference uses. With ``--by-case`` each test case instead is one "slide" whose
+tiles are all its images, and a shift's random parameters are drawn once per case, as a slide
+from another laboratory is shifted throughout:
+
+    python benchmarks/domain_shift.py --by-case --shifts stain_hed_0.3,stain_hed_0.5
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from unitumour_dicom.domain.fit import load_images, score_images
+from unitumour_dicom.domain.accumulator import DomainAccumulator
+from unitumour_dicom.domain.fit import load_images, score_images, tile_statistics
 from unitumour_dicom.domain.shifts import SHIFTS, STRONG_SHIFTS, apply_shift
 from unitumour_dicom.evaluate.manifest import read_manifest
 from unitumour_dicom.evaluate.report import auroc
@@ -52,6 +57,20 @@ def _summary(results: list[Any], clean: np.ndarray | None) -> dict[str, Any]:
     return out
 
 
+def score_groups(
+    model: Any, reference: Any, images: list[np.ndarray], groups: list[int]
+) -> list[Any]:
+    """One result per group of images (a group's images are the tiles of one slide)."""
+    accs = {g: DomainAccumulator(reference) for g in sorted(set(groups))}
+    owner_group = np.asarray(groups)
+    for owners, _, feats in tile_statistics(model, images, layer=reference.layer):
+        g_of = owner_group[owners]
+        for g in np.unique(g_of):
+            sel = g_of == g
+            accs[int(g)].add({k: v[sel] for k, v in feats.items()})
+    return [accs[g].finish() for g in sorted(accs)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="demo")
@@ -60,6 +79,7 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=1, help="Use every n-th EBHI test image.")
     ap.add_argument("--shifts", default=",".join(SHIFTS))
     ap.add_argument("--json-out", type=Path)
+    ap.add_argument("--by-case", action="store_true", help="One slide per test case.")
     args = ap.parse_args()
     model = load_model(args.model, device=args.device)
     reference = model.card.domain()
@@ -78,17 +98,32 @@ def main() -> None:
     }
     ebhi = read_manifest(args.data / "ebhi-seg" / "manifest.csv", splits=["test"])[:: args.every]
     images = load_images([r.image for r in ebhi])
-    clean_results = score_images(model, reference, images)
+    cases = sorted({r.case for r in ebhi})
+    group = [cases.index(r.case) for r in ebhi]
+    seeds = group if args.by_case else list(range(len(images)))
+
+    def score(imgs: list[np.ndarray]) -> list[Any]:
+        if args.by_case:
+            return score_groups(model, reference, imgs, group)
+        return score_images(model, reference, imgs)
+
+    report["unit"] = "case (its images as one slide)" if args.by_case else "image"
+    clean_results = score(images)
     clean = np.array([np.inf if r.score is None else r.score for r in clean_results])
     report["cohorts"]["ebhi_test"] = _summary(clean_results, None)
     print("ebhi_test", report["cohorts"]["ebhi_test"], flush=True)
     for name in [s for s in args.shifts.split(",") if s]:
-        shifted = [apply_shift(name, img, i) for i, img in enumerate(images)]
-        entry = _summary(score_images(model, reference, shifted), clean)
+        shifted = [apply_shift(name, img, s) for s, img in zip(seeds, images, strict=True)]
+        entry = _summary(score(shifted), clean)
         entry["strong"] = name in STRONG_SHIFTS
         report["cohorts"][name] = entry
         print(name, entry, flush=True)
-    for cohort, folder in (("prostate_rings", "rings-prostate"), ("breast_bcss", "bcss-breast")):
+    others = (
+        ()
+        if args.by_case
+        else (("prostate_rings", "rings-prostate"), ("breast_bcss", "bcss-breast"))
+    )
+    for cohort, folder in others:
         recs = read_manifest(args.data / folder / "manifest.csv")
         imgs = load_images([r.image for r in recs], model.card.mpp, [r.mpp for r in recs])
         entry = _summary(score_images(model, reference, imgs), clean)
