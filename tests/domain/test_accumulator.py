@@ -132,3 +132,27 @@ def test_the_hook_changes_nothing_and_pools_over_tissue() -> None:
     assert mean_std[0, 0] == pytest.approx(1.0) and mean_std[0, 1] == pytest.approx(0.0, abs=1e-5)
     everywhere = pool_features(m, None)
     assert everywhere[0, 0] == pytest.approx(2.0) and everywhere[0, 1] == pytest.approx(1.0)
+
+
+def test_sample_every_scores_a_systematic_subset_of_real_tiles() -> None:
+    from unitumour_dicom.domain.stain import QUALITY_FEATURE_NAMES, STAIN_FEATURE_NAMES
+
+    rng = np.random.default_rng(6)
+
+    def groups(n: int) -> dict[str, np.ndarray]:
+        return {
+            "stain": rng.normal(size=(n, len(STAIN_FEATURE_NAMES))),
+            "quality": rng.normal(size=(n, len(QUALITY_FEATURE_NAMES))),
+            "network": rng.normal(size=(n, 6)),
+        }
+
+    ref = fit_reference(groups(100), groups(50), n_components=4)
+    tiles = rng.integers(60, 200, size=(10, 32, 32, 3), dtype=np.uint8)  # coloured, not glass
+    acc = DomainAccumulator(ref, sample_every=3)
+    first = acc.update(tiles, None, rng.normal(size=(10, 6)))
+    second = acc.update(tiles[:5], None, rng.normal(size=(5, 6)))
+    assert list(np.flatnonzero(np.isfinite(first))) == [0, 3, 6, 9]
+    assert list(np.flatnonzero(np.isfinite(second))) == [2]  # tile 12 of the slide
+    r = acc.finish()
+    assert r.n_tiles == 15 and r.n_scored == 5
+    assert list(r.tile_indices) == [0, 3, 6, 9, 12]

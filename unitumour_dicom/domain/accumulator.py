@@ -138,9 +138,13 @@ class DomainAccumulator:
         max_tiles: int = DEFAULT_MAX_TILES,
         params: TissueParams | None = None,
         seed: int = 0,
+        sample_every: int = 1,
     ) -> None:
         if max_tiles < 1:
             raise ValueError("max_tiles must be positive")
+        if sample_every < 1:
+            raise ValueError("sample_every must be positive")
+        self.sample_every = int(sample_every)
         self.reference = reference
         self.max_tiles = int(max_tiles)
         self.params = params
@@ -173,26 +177,48 @@ class DomainAccumulator:
         ``tiles``: uint8 N x H x W x 3 or N x 3 x H x W. ``masks``: N x H x W tissue masks (or
         None: the whole tile). ``features``: the pooled bottleneck features N x 2C, or the raw
         bottleneck maps N x C x h x w, which are then pooled here over the effective masks.
+        With ``sample_every`` k > 1 only every k-th tile seen is described and scored (the
+        others count in ``n_tiles`` and score NaN): the colour statistics cost CPU time per
+        tile, and the median of a systematic sample is as good a slide score.
         """
         rgb = as_nhwc(tiles)
         n = rgb.shape[0]
         if self.reference is None:
             self.n_tiles += n
             return np.full(n, np.nan, np.float32)
+        idx = (
+            np.arange(self.n_tiles, self.n_tiles + n, dtype=np.int64)
+            if tile_indices is None
+            else np.asarray(tile_indices, np.int64).reshape(-1)
+        )
+        if len(idx) != n:
+            raise ValueError(f"{len(idx)} tile indices for {n} tiles")
+        pick = np.flatnonzero((np.arange(self.n_tiles, self.n_tiles + n) % self.sample_every) == 0)
+        scores = np.full(n, np.nan, np.float32)
+        if len(pick) == 0:
+            self.n_tiles += n
+            return scores
+        self.n_tiles += n - len(pick)  # ``add`` counts the picked ones
         m = None
         if masks is not None:
             m = masks.detach().cpu().numpy() if torch.is_tensor(masks) else np.asarray(masks)
             if m.shape != rgb.shape[:3]:
                 raise ValueError(f"masks shape {m.shape} does not match tiles {rgb.shape[:3]}")
+            m = m[pick]
         described, eff = describe_tiles(
-            rgb, m, self.params, min_pixels=self.reference.min_foreground_pixels
+            rgb[pick], m, self.params, min_pixels=self.reference.min_foreground_pixels
         )
         if torch.is_tensor(features) and features.ndim == 4:
-            net = pool_features(features, eff)
+            net = pool_features(features[torch.as_tensor(pick, device=features.device)], eff)
         else:
             net = features.detach().cpu().numpy() if torch.is_tensor(features) else features
+            net = np.asarray(net)
+            if net.shape[0] != n:
+                raise ValueError(f"{net.shape[0]} feature rows for {n} tiles")
+            net = net[pick]
         described["network"] = np.asarray(net, np.float64)
-        return self.add(described, tile_indices)
+        scores[pick] = self.add(described, idx[pick])
+        return scores
 
     def add(
         self,
