@@ -18,6 +18,7 @@ from .destinations_cmd import destinations_app
 from .evaluate_cmd import evaluate_command
 from .health_cmd import health_app
 from .jobs_cmd import jobs_app
+from .model_cmd import model_app
 from .process_cmd import process
 from .pull_cmd import pull_app
 from .retention_cmd import retention_app
@@ -40,6 +41,7 @@ app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(destinations_app, name="destinations")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(health_app, name="health")
+app.add_typer(model_app, name="model")
 app.command("synth")(synth)
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")

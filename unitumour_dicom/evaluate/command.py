@@ -49,6 +49,14 @@ def evaluate_command(
     per_item: Annotated[
         Path | None, typer.Option(help="Also write one CSV row per image or slide here.")
     ] = None,
+    domain_baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated classes that form the training cohort, against which the "
+            "domain score's AUROC of every other class is reported (default: the classes the "
+            "card's training data lists)."
+        ),
+    ] = None,
     write_card: Annotated[
         bool,
         typer.Option(
@@ -101,6 +109,16 @@ def evaluate_command(
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc
     card = loaded.card
+    from .report import domain_summary
+
+    baseline = (
+        [c.strip() for c in domain_baseline.split(",") if c.strip()]
+        if domain_baseline
+        else _training_classes(card.training_data)
+    )
+    domain = domain_summary(items, baseline)
+    if domain is not None:
+        summary = {**summary, "domain": domain}
     report: dict[str, Any] = {
         "model": {
             "name": card.name,
@@ -128,7 +146,7 @@ def evaluate_command(
     if as_json:
         typer.echo(json.dumps(report, indent=2, allow_nan=False))
     else:
-        from .report import format_table
+        from .report import format_domain_table, format_table
 
         typer.echo(
             f"{card.name} {card.version} (sha256 {card.weights_sha256[:12]}) on "
@@ -136,6 +154,16 @@ def evaluate_command(
             f"{f' split {split}' if split else ''}: Dice per {source['unit']}"
         )
         typer.echo(format_table(summary))
+        if domain is not None:
+            typer.echo(format_domain_table(domain))
+
+
+def _training_classes(training_data: Any) -> list[str]:
+    """The classes a card's training data lists (``counts.train.per_class``), if any."""
+    try:
+        return sorted(training_data["counts"]["train"]["per_class"])
+    except (KeyError, TypeError):
+        return []
 
 
 def _write_items(path: Path, items: Any) -> None:
@@ -147,6 +175,8 @@ def _write_items(path: Path, items: Any) -> None:
         "tumour_free",
         "predicted_fraction",
         "reference_fraction",
+        "domain_score",
+        "domain_verdict",
     ]
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)

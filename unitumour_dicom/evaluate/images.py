@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,24 +43,30 @@ def forward_probabilities(
     amp: bool = False,
     window: int | None = None,
     halo: int = 0,
+    observer: Callable[[np.ndarray, list[int]], None] | None = None,
 ) -> list[np.ndarray]:
     """Tumour probability (float32 H x W) for each uint8 RGB image.
 
     Images of one shape go through together in batches. An image with a side longer than
     ``window`` (when given) is cut into windows of that size overlapping by ``halo`` pixels on
     each side, whose centres are kept, so memory stays bounded on large images.
+    ``observer`` (when given) is called after each forward with the batch's uint8 tiles and
+    the image number of each: the domain check reads the same tiles, and the bottleneck's
+    activations through a hook, without a second pass.
     """
     mean_t = torch.tensor(mean, device=device, dtype=torch.float32).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=device, dtype=torch.float32).view(1, 3, 1, 1)
     channels_last = device.type == "cuda"
 
-    def run(batch: np.ndarray) -> np.ndarray:
+    def run(batch: np.ndarray, owners: list[int]) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
         x = (x.permute(0, 3, 1, 2).float() / 255.0 - mean_t) / std_t
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(device, amp):
             logits = module(x)
+        if observer is not None:
+            observer(batch, owners)
         return torch.sigmoid(logits[:, 0].float()).cpu().numpy()
 
     out: list[np.ndarray | None] = [None] * len(images)
@@ -68,13 +75,17 @@ def forward_probabilities(
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
             raise ValueError(f"image {i}: expected uint8 H x W x 3, got {img.dtype} {img.shape}")
         if window is not None and max(img.shape[:2]) > window:
-            out[i] = _windowed(run, img, window, halo, batch_size)
+
+            def run_owned(batch: np.ndarray, owner: int = i) -> np.ndarray:
+                return run(batch, [owner] * len(batch))
+
+            out[i] = _windowed(run_owned, img, window, halo, batch_size)
         else:
             by_shape.setdefault(img.shape, []).append(i)
     for indices in by_shape.values():
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
-            probs = run(np.stack([images[i] for i in chunk]))
+            probs = run(np.stack([images[i] for i in chunk]), chunk)
             for i, p in zip(chunk, probs, strict=True):
                 out[i] = p
     return out  # type: ignore[return-value]
@@ -115,27 +126,55 @@ def evaluate_pairs(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[ItemResult], dict[str, Any]]:
-    """Per-image results and their summary (see ``report.summarise``)."""
+    """Per-image results and their summary (see ``report.summarise``). Where the card has a
+    domain reference each item also gets its domain score and verdict, from the tiles and the
+    bottleneck activations of the same forward pass."""
+    from ..domain.accumulator import DomainAccumulator, describe_tiles
+    from ..domain.features import BottleneckHook
+
     card = model.card
+    reference = card.domain()
     items: list[ItemResult] = []
     chunk_size = max(batch_size, 64)
+    hook = BottleneckHook(model.module, reference.layer) if reference is not None else None
+    accs: list[DomainAccumulator] = []
+
+    def observe(batch: np.ndarray, owners: list[int]) -> None:
+        assert hook is not None
+        described, masks = describe_tiles(batch, None)
+        described["network"] = hook.pooled(masks).astype(np.float64)
+        owner = np.asarray(owners)
+        for o in np.unique(owner):
+            sel = owner == o
+            accs[o].add({k: v[sel] for k, v in described.items()})
+
     for start in range(0, len(records), chunk_size):
         chunk = records[start : start + chunk_size]
         pairs = [load_pair(r, target_mpp=card.mpp) for r in chunk]
-        probs = forward_probabilities(
-            model.module,
-            [p[0] for p in pairs],
-            mean=card.mean,
-            std=card.std,
-            device=model.device,
-            batch_size=batch_size,
-            amp=amp,
-            window=max(card.input_size, 1024),
-            halo=card.overlap,
-        )
-        for rec, (_, ref), prob in zip(chunk, pairs, probs, strict=True):
+        accs = [DomainAccumulator(reference) for _ in chunk]
+        if hook is not None:
+            hook.__enter__()
+        try:
+            probs = forward_probabilities(
+                model.module,
+                [p[0] for p in pairs],
+                mean=card.mean,
+                std=card.std,
+                device=model.device,
+                batch_size=batch_size,
+                amp=amp,
+                window=max(card.input_size, 1024),
+                halo=card.overlap,
+                observer=observe if hook is not None else None,
+            )
+        finally:
+            if hook is not None:
+                hook.__exit__()
+        for rec, (_, ref), prob, acc in zip(chunk, pairs, probs, accs, strict=True):
             pred = postprocess_with_card(prob, card)
-            items.append(ItemResult.from_masks(str(rec.image), rec.cls, rec.case, pred, ref))
+            domain = acc.finish()
+            item = ItemResult.from_masks(str(rec.image), rec.cls, rec.case, pred, ref)
+            items.append(replace(item, domain_score=domain.score, domain_verdict=domain.verdict))
         if progress is not None:
             progress(len(items), len(records))
     summary = summarise(items, n_resamples=n_resamples, seed=seed)
@@ -162,15 +201,5 @@ def relative_keys(items: Sequence[ItemResult], root: Path) -> list[ItemResult]:
             key = str(Path(r.key).relative_to(root))
         except ValueError:
             key = r.key
-        out.append(
-            ItemResult(
-                key,
-                r.cls,
-                r.case,
-                r.dice,
-                r.tumour_free,
-                r.predicted_fraction,
-                r.reference_fraction,
-            )
-        )
+        out.append(replace(r, key=key))
     return out

@@ -24,6 +24,8 @@ class ItemResult:
     tumour_free: bool  # the reference mask is empty
     predicted_fraction: float  # of the image (or tissue) called tumour
     reference_fraction: float
+    domain_score: float | None = None  # see unitumour_dicom.domain; None: not scored
+    domain_verdict: str = "unknown"
 
     @classmethod
     def from_masks(
@@ -122,4 +124,78 @@ def format_table(summary: dict[str, Any]) -> str:
             f"{name:<20} {s['n']:>5} {s['n_cases']:>5} {dice_text:>6} "
             f"{ci(s['dice_ci95']):>16} {pct(fta):>18} {fta_ci_text:>18}"
         )
+    return "\n".join(lines)
+
+
+def auroc(negatives: Sequence[float], positives: Sequence[float]) -> float:
+    """Area under the ROC curve of a score for telling positives from negatives (ties count
+    half): the probability that a random positive scores above a random negative."""
+    from scipy.stats import rankdata
+
+    neg = np.asarray(negatives, np.float64)
+    pos = np.asarray(positives, np.float64)
+    if len(neg) == 0 or len(pos) == 0:
+        return math.nan
+    ranks = rankdata(np.concatenate([neg, pos]))  # ties get their average rank
+    u = ranks[len(neg) :].sum() - len(pos) * (len(pos) + 1) / 2  # Mann-Whitney U
+    return float(u / (len(neg) * len(pos)))
+
+
+def domain_summary(
+    items: Sequence[ItemResult], baseline: Sequence[str] | None = None
+) -> dict[str, Any] | None:
+    """Domain scores per class (cohort): n scored, median score, fraction flagged (borderline
+    or out of domain), fraction out of domain, and the AUROC of the score for telling the class
+    from the ``baseline`` classes (the training cohort) pooled. None when nothing was scored
+    (the model card has no domain reference)."""
+    scored = [r for r in items if r.domain_score is not None]
+    if not scored:
+        return None
+    base = set(baseline or ())
+    base_scores = [r.domain_score for r in scored if r.cls in base]
+    by_class: dict[str, list[ItemResult]] = {}
+    for r in items:
+        by_class.setdefault(r.cls, []).append(r)
+    classes: dict[str, Any] = {}
+    for name, group in sorted(by_class.items()):
+        s = [r.domain_score for r in group if r.domain_score is not None]
+        verdicts = [r.domain_verdict for r in group]
+        entry: dict[str, Any] = {
+            "n": len(group),
+            "n_scored": len(s),
+            "score_median": _num(float(np.median(s))) if s else None,
+            "flagged_fraction": _num(
+                sum(v in ("borderline", "out_of_domain") for v in verdicts) / len(group)
+            ),
+            "out_of_domain_fraction": _num(
+                sum(v == "out_of_domain" for v in verdicts) / len(group)
+            ),
+        }
+        if base and name not in base and base_scores and s:
+            entry["auroc_vs_baseline"] = _num(auroc(base_scores, s))  # type: ignore[arg-type]
+        classes[name] = entry
+    return {"baseline": sorted(base), "classes": classes}
+
+
+def format_domain_table(domain: dict[str, Any]) -> str:
+    """Per class: the domain score and how often it flags, for people."""
+
+    def num(v: float | None, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    header = (
+        f"{'domain check':<20} {'n':>5} {'median score':>12} {'flagged':>8} {'out':>8} "
+        f"{'AUROC vs training cohort':>24}"
+    )
+    lines = [header, "-" * len(header)]
+    for name, s in domain["classes"].items():
+        flagged = s["flagged_fraction"]
+        out = s["out_of_domain_fraction"]
+        lines.append(
+            f"{name:<20} {s['n']:>5} {num(s['score_median'], '.2f'):>12} "
+            f"{num(None if flagged is None else 100 * flagged, '.1f'):>7}% "
+            f"{num(None if out is None else 100 * out, '.1f'):>7}% "
+            f"{num(s.get('auroc_vs_baseline'), '.3f'):>24}"
+        )
+    lines.append(f"training cohort: {', '.join(domain['baseline']) or '-'}")
     return "\n".join(lines)

@@ -75,6 +75,10 @@ class ModelCard:
     training: Mapping[str, Any] = field(default_factory=dict)
     created: str = ""
     licence: str = ""
+    # What "in domain" means for this model (``unitumour_dicom.domain.DomainReference`` as
+    # JSON): fitted on the training tiles, thresholds from val. Optional: without it every
+    # result's domain verdict is "unknown".
+    domain_reference: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -96,8 +100,19 @@ class ModelCard:
     def std(self) -> tuple[float, float, float]:
         return tuple(float(v) for v in self.normalisation["std"])  # type: ignore[return-value]
 
+    def domain(self) -> Any:
+        """The card's ``DomainReference``, or None when it has none (verdict "unknown")."""
+        if self.domain_reference is None:
+            return None
+        from ..domain.reference import DomainReference
+
+        return DomainReference.from_dict(_thaw(self.domain_reference))
+
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _thaw(getattr(self, f.name)) for f in fields(self)}
+        out = {f.name: _thaw(getattr(self, f.name)) for f in fields(self)}
+        if out["domain_reference"] is None:
+            del out["domain_reference"]  # cards without one read as they always did
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False, allow_nan=False) + "\n"
@@ -216,3 +231,12 @@ def _validate(card: ModelCard) -> None:
             _fail("normalisation", f'needs "{key}": three numbers (R, G, B on [0, 1])')
     if any(float(v) <= 0 for v in norm["std"]):
         _fail("normalisation", "std must be positive")
+    if card.domain_reference is not None:
+        if not isinstance(card.domain_reference, Mapping):
+            _fail("domain_reference", "must be a JSON object or absent")
+        from ..domain.reference import DomainReference, DomainReferenceError
+
+        try:
+            DomainReference.from_dict(_thaw(card.domain_reference))
+        except DomainReferenceError as exc:
+            _fail("domain_reference", f"is invalid: {exc}")
