@@ -20,7 +20,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import queue
 import threading
 import uuid
 import weakref
@@ -42,43 +41,6 @@ SPACE_CHECK_BYTES = 64 * 1024 * 1024
 #: Start writeback to disk after this many bytes written (see :func:`start_writeback`).
 WRITEBACK_BYTES = 8 * 1024 * 1024
 SPOOL_SUBDIR = "listener"
-#: Past this many bytes of one transfer, hashing moves to a thread of its own (:class:`_Hasher`).
-HASH_THREAD_BYTES = 16 * 1024 * 1024
-#: Bytes handed to that thread at once, and how many such batches may wait for it.
-HASH_BATCH_BYTES = 4 * 1024 * 1024
-HASH_QUEUE_BATCHES = 4
-
-
-class _Hasher:
-    """The sha256 of a large transfer's remaining bytes, on a thread of its own.
-
-    On a large instance the reader thread (receive, write, hash) is the listener's limit, and
-    hashing is a third of its work; hashlib releases the GIL, so on a second core it runs
-    beside the receive. The reader hands over the chunks it has written (views of PDU
-    buffers nothing writes to again) every few megabytes, one hand-over per batch rather than
-    per PDU; at most ``HASH_QUEUE_BATCHES`` batches wait, so memory stays bounded and a
-    hasher that falls behind slows the reader down instead.
-    """
-
-    def __init__(self, digest: Any) -> None:
-        self._digest = digest
-        self._batches: queue.Queue[list[Any] | None] = queue.Queue(HASH_QUEUE_BATCHES)
-        self._thread = threading.Thread(target=self._run, name="spool-hash", daemon=True)
-        self._thread.start()
-
-    def feed(self, chunks: list[Any]) -> None:
-        self._batches.put(chunks)
-
-    def _run(self) -> None:
-        update = self._digest.update
-        while (chunks := self._batches.get()) is not None:
-            for chunk in chunks:
-                update(chunk)
-
-    def finish(self) -> None:
-        """Return once every batch fed is hashed (and the thread has ended)."""
-        self._batches.put(None)
-        self._thread.join()
 
 
 class SpoolFile:
@@ -87,9 +49,8 @@ class SpoolFile:
     Only ``write``, ``file.flush``, ``name`` and ``close`` are used by pynetdicom. Each chunk
     is written and hashed as it arrives, in the association's reader thread (a writer thread
     of its own was measured slower: the hand-over per 128 KiB chunk costs more than it saves
-    on a 2-core machine); past ``HASH_THREAD_BYTES`` the hashing moves to a thread of its
-    own, fed a few megabytes at a time (:class:`_Hasher`). Every few megabytes the kernel is
-    asked to start writeback, so that the fsync before admission finds little left to flush.
+    on a 2-core machine). Every few megabytes the kernel is asked to start writeback, so that
+    the fsync before admission finds little left to flush.
 
     Once the data set is complete, the association's reader thread, which has nothing else to
     do until the sender gets its answer, calls :meth:`sync_now` (fsync, close) while the
@@ -110,10 +71,6 @@ class SpoolFile:
         self._next_space_check = SPACE_CHECK_BYTES
         self._written = 0
         self._flushed = 0
-        self._hasher: _Hasher | None = None
-        self._hash_lock = threading.Lock()  # the reader's sync and sha256's reader may race
-        self._unhashed: list[Any] = []
-        self._unhashed_bytes = 0
         #: Bytes received, including any not written after a refusal.
         self.received_bytes = 0
         #: Why writing stopped (size limit, disk watermark, write error); None while writing.
@@ -175,41 +132,17 @@ class SpoolFile:
         except OSError as exc:
             self.refuse(f"cannot write the spool file: {exc}")
             return n
-        if self._written < HASH_THREAD_BYTES:
-            self._sha256.update(data)
-        else:
-            self._unhashed.append(data)
-            self._unhashed_bytes += n
-            if self._unhashed_bytes >= HASH_BATCH_BYTES:
-                self._hand_over()
+        self._sha256.update(data)
         self._written += n
         if self._written - self._flushed >= WRITEBACK_BYTES:
             start_writeback(self._fd, self._flushed, self._written - self._flushed)
             self._flushed = self._written
         return n
 
-    def _hand_over(self) -> None:
-        if self._hasher is None:
-            self._hasher = _Hasher(self._sha256)
-        self._hasher.feed(self._unhashed)
-        self._unhashed, self._unhashed_bytes = [], 0
-
-    def _finish_hashing(self, *, drop: bool = False) -> None:
-        """Hash what is left (``drop``: let it go) and end the hashing thread, if any."""
-        with self._hash_lock:
-            if drop:
-                self._unhashed = []
-            if self._unhashed:
-                self._hand_over()
-            if self._hasher is not None:
-                self._hasher.finish()
-                self._hasher = None
-
     @property
     def sha256(self) -> str:
         if self.refusal is not None:
             raise StoreError(f"{self.path.name} was not kept: {self.refusal}")
-        self._finish_hashing()
         return self._sha256.hexdigest()
 
     @property
@@ -255,7 +188,6 @@ class SpoolFile:
             self._synced.wait()
 
     def _close_fd(self) -> None:
-        self._finish_hashing(drop=self.refusal is not None)  # a refused one's digest is never read
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
