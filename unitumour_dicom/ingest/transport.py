@@ -254,8 +254,6 @@ class ListenerDUL(DULServiceProvider):
                 last = pdu.presentation_data_value_items[-1].presentation_data_value
                 if last and last[0] & 0x03 == 0x02:
                     self._data_set_ended = True
-                elif self._write_data_set_fragments(pdu):
-                    return
                 evt.trigger(self.assoc, evt.EVT_PDU_RECV, {"pdu": pdu})
                 self.event_queue.put("Evt10")
                 self._recv_pdu.put(pdu)
@@ -268,34 +266,6 @@ class ListenerDUL(DULServiceProvider):
             return
         self.event_queue.put(event)
         self._recv_pdu.put(decoded)
-
-    def _write_data_set_fragments(self, pdu: P_DATA_TF) -> bool:
-        """Write a P-DATA-TF that holds only middle fragments of a C-STORE data set straight
-        to its spool file; False (nothing done) for anything else.
-
-        This is exactly what pynetdicom's path would do with it (Sta6 + Evt10 is DT-2, which
-        hands the PDU to the DIMSE decoder, which writes each data set fragment to the data
-        set file, and the state stays Sta6), without the event, two queues, the state machine
-        and the P-DATA primitive per PDU: on a 128 KiB PDU that hand-over costs a sixth of the
-        receive. Only when nothing is queued ahead of it, so fragments keep their order; the
-        first (command) and last fragments of each message take pynetdicom's path.
-        """
-        if self.state_machine.current_state != "Sta6":
-            return False
-        if self.event_queue.queue or self._recv_pdu.queue:
-            return False
-        message = self.assoc.dimse.message
-        target = getattr(message, "_data_set_file", None) if message is not None else None
-        if target is None:
-            return False
-        items = pdu.presentation_data_value_items
-        for item in items:
-            value = item.presentation_data_value
-            if not value or value[0] & 0x03:  # a command fragment, or a data set's last
-                return False
-        for item in items:
-            target.write(item.presentation_data_value[1:])
-        return True
 
     def _recv_before(self, nr_bytes: int, deadline: float) -> bytearray:
         """``nr_bytes`` from the socket (fewer if the peer closes), or PduDeadlineError."""
