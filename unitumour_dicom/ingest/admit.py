@@ -3,8 +3,10 @@
 Order of events, so that no instance is acknowledged before it is durable and none is half
 admitted: (1) the digest is compared with earlier versions of the same SOP Instance UID (same
 bytes: a duplicate, nothing new is kept); (2) the spool file is fsynced and linked into the
-store under a new version; (3) the instance row, the slide's timer and the audit row commit in
-one transaction; only then does the caller answer success. A failure after (2) removes the
+store under a new version, and its directory fsynced; (3) the instance row, the slide's timer
+and the audit row commit in one transaction; only then does the caller answer success. The
+directory fsync and the commit of (2) and (3) are shared by admissions that arrive together
+(:mod:`.groupcommit`). A failure after (2) removes the
 file again; a crash between (2) and (3) leaves a complete, validated file without a row, which
 the start-up reconcile admits.
 """
@@ -22,21 +24,21 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError as SQLIntegrityError
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
 
 from ..db import Association, Instance, InstanceState, record_event
 from ..db.types import utcnow
 from ..errors import StoreError
 from ..runtime import Runtime
 from .events import IngestEvent
+from .groupcommit import GroupCommit
 from .series import record_arrival, touch_receiving_slide
 from .validate import InstanceSummary
 
 log = logging.getLogger(__name__)
 
 ACTOR = "listener"
-_DB_ATTEMPTS = 3
 _VERBS = {
     IngestEvent.INSTANCE_VERSION: "stored as a new version (different bytes)",
     IngestEvent.INSTANCE_RECOVERED: (
@@ -131,11 +133,19 @@ class Admitter:
     versions, or both miss that the other is a duplicate.
     """
 
-    def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        group: GroupCommit | None = None,
+    ) -> None:
         self.runtime = runtime
         self.store = runtime.store
         self.clock = clock
         self._locks = _KeyedLocks()
+        #: Shared by every admission of this admitter: concurrent ones commit together.
+        self.group = group or GroupCommit(runtime.session)
 
     def admit(self, received: ReceivedFile, summary: InstanceSummary, sender: Sender) -> Admission:
         with self._locks.hold(summary.sop_instance_uid):
@@ -144,7 +154,10 @@ class Admitter:
                 return self._duplicate(received, summary, sender, duplicate)
             relpath, version = self._place(received, summary, version)
             try:
-                return self._record(received, summary, sender, version, relpath)
+                return self.group.run(
+                    lambda s: self._rows(s, received, summary, sender, version, relpath),
+                    sync_dirs=[self.store.root / relpath.rsplit("/", 1)[0]],
+                )
             except BaseException:
                 try:
                     self.store.remove(relpath)
@@ -156,9 +169,11 @@ class Admitter:
     def _existing(
         self, received: ReceivedFile, summary: InstanceSummary
     ) -> tuple[_Stored | None, int]:
-        """A stored version with the same bytes (a duplicate), and the next version number."""
-        with self.runtime.session() as session:
-            rows = session.execute(
+        """A stored version with the same bytes (a duplicate), and the next version number.
+
+        One indexed read on a bare connection: no ORM session, no transaction to commit."""
+        with self.runtime.engine.connect() as conn:
+            rows = conn.execute(
                 select(
                     Instance.id, Instance.version, Instance.sha256, Instance.state, Instance.path
                 )
@@ -173,7 +188,9 @@ class Admitter:
     def _place(
         self, received: ReceivedFile, summary: InstanceSummary, version: int
     ) -> tuple[str, int]:
-        """Move the spool file into the store; a leftover at that version moves us past it."""
+        """Move the spool file into the store; a leftover at that version moves us past it.
+
+        The directory it lands in is fsynced by the group commit, before the rows commit."""
         if received.wait_durable is not None:
             received.wait_durable()
         for candidate in range(version, version + _VERSION_ATTEMPTS):
@@ -183,18 +200,17 @@ class Admitter:
                 summary.sop_instance_uid,
                 candidate,
             )
-            if self.store.exists(relpath):
-                log.warning("%s exists without a row (reconcile will look at it)", relpath)
-                continue
             try:
                 self.store.put_file(
                     received.path,
                     relpath,
                     sha256=received.sha256,
                     synced=received.wait_durable is not None,
+                    sync_dir=False,
                 )
             except StoreError:
                 if self.store.exists(relpath):
+                    log.warning("%s exists without a row (reconcile will look at it)", relpath)
                     continue
                 raise
             return relpath, candidate
@@ -206,12 +222,21 @@ class Admitter:
         """Record a complete file already in the store without its row (crash recovery)."""
         sender = Sender(None, None, self.runtime.settings.listener.quiet_seconds)
         with self._locks.hold(summary.sop_instance_uid):
-            return self._record(
-                received, summary, sender, version, relpath, event=IngestEvent.INSTANCE_RECOVERED
+            return self.group.run(
+                lambda session: self._rows(
+                    session,
+                    received,
+                    summary,
+                    sender,
+                    version,
+                    relpath,
+                    event=IngestEvent.INSTANCE_RECOVERED,
+                )
             )
 
-    def _record(
+    def _rows(
         self,
+        session: Session,
         received: ReceivedFile,
         summary: InstanceSummary,
         sender: Sender,
@@ -220,85 +245,81 @@ class Admitter:
         *,
         event: IngestEvent | None = None,
     ) -> Admission:
-        for attempt in range(1, _DB_ATTEMPTS + 1):
-            try:
-                with self.runtime.session() as session:
-                    now = self.clock()
-                    slide_id = None
-                    if summary.is_wsi:
-                        arrival = record_arrival(
-                            session=session,
-                            summary=summary,
-                            source_ae=sender.ae_title,
-                            quiet_seconds=sender.quiet_seconds,
-                            now=now,
-                            association_id=sender.association_id,
-                        )
-                        slide_id = arrival.slide_id
-                    row = Instance(
-                        sop_instance_uid=summary.sop_instance_uid,
-                        version=version,
-                        sop_class_uid=summary.sop_class_uid,
-                        transfer_syntax_uid=summary.transfer_syntax_uid,
-                        study_instance_uid=summary.study_instance_uid,
-                        series_instance_uid=summary.series_instance_uid,
-                        image_type=summary.image_type,
-                        total_pixel_matrix_columns=summary.total_pixel_matrix_columns,
-                        total_pixel_matrix_rows=summary.total_pixel_matrix_rows,
-                        number_of_frames=summary.number_of_frames,
-                        sha256=received.sha256,
-                        size_bytes=received.size_bytes,
-                        path=relpath,
-                        state=InstanceState.STORED,
-                        received_at=now,
-                        association_id=sender.association_id,
-                        slide_id=slide_id,
-                        intake=sender.intake,
-                        sender=sender.ae_title[:128] if sender.ae_title else None,
-                    )
-                    session.add(row)
-                    session.flush()
-                    outcome = AdmissionOutcome.VERSION if version > 1 else AdmissionOutcome.STORED
-                    note = "" if summary.is_wsi else " (not a WSI: stored, not processed)"
-                    if event is None:
-                        event = (
-                            IngestEvent.INSTANCE_VERSION
-                            if outcome is AdmissionOutcome.VERSION
-                            else IngestEvent.INSTANCE_STORED
-                        )
-                    record_event(
-                        session=session,
-                        event=event,
-                        message=(
-                            f"{summary.sop_instance_uid} v{version} "
-                            f"{_VERBS.get(event, 'stored')}, {received.size_bytes} bytes{note}"
-                        ),
-                        actor=sender.ae_title or ACTOR,
-                        association_id=sender.association_id,
-                        slide_id=slide_id,
-                        details={
-                            "sop_instance_uid": summary.sop_instance_uid,
-                            "sop_class_uid": summary.sop_class_uid,
-                            "version": version,
-                            "sha256": received.sha256,
-                            "size_bytes": received.size_bytes,
-                            "transfer_syntax_uid": summary.transfer_syntax_uid,
-                            "image_type": summary.image_type,
-                            **sender.details(),
-                        },
-                    )
-                    _count(session, sender.association_id, received.size_bytes)
-                    return Admission(outcome, row.id, version, slide_id, relpath)
-            except SQLIntegrityError:
-                if attempt == _DB_ATTEMPTS:
-                    raise
-                log.info("retrying the admission of %s (concurrent slide creation)", relpath)
-        raise AssertionError("unreachable")
+        """The instance row, its slide's timer, the audit row and the association's counts
+        (committed by the group commit, alone or with other admissions)."""
+        now = self.clock()
+        slide_id = None
+        if summary.is_wsi:
+            arrival = record_arrival(
+                session=session,
+                summary=summary,
+                source_ae=sender.ae_title,
+                quiet_seconds=sender.quiet_seconds,
+                now=now,
+                association_id=sender.association_id,
+            )
+            slide_id = arrival.slide_id
+        instance_id = session.execute(
+            insert(Instance)
+            .values(
+                sop_instance_uid=summary.sop_instance_uid,
+                version=version,
+                sop_class_uid=summary.sop_class_uid,
+                transfer_syntax_uid=summary.transfer_syntax_uid,
+                study_instance_uid=summary.study_instance_uid,
+                series_instance_uid=summary.series_instance_uid,
+                image_type=summary.image_type,
+                total_pixel_matrix_columns=summary.total_pixel_matrix_columns,
+                total_pixel_matrix_rows=summary.total_pixel_matrix_rows,
+                number_of_frames=summary.number_of_frames,
+                sha256=received.sha256,
+                size_bytes=received.size_bytes,
+                path=relpath,
+                state=InstanceState.STORED,
+                received_at=now,
+                association_id=sender.association_id,
+                slide_id=slide_id,
+                intake=sender.intake,
+                sender=sender.ae_title[:128] if sender.ae_title else None,
+            )
+            .returning(Instance.id)
+        ).scalar_one()
+        outcome = AdmissionOutcome.VERSION if version > 1 else AdmissionOutcome.STORED
+        note = "" if summary.is_wsi else " (not a WSI: stored, not processed)"
+        if event is None:
+            event = (
+                IngestEvent.INSTANCE_VERSION
+                if outcome is AdmissionOutcome.VERSION
+                else IngestEvent.INSTANCE_STORED
+            )
+        record_event(
+            session=session,
+            event=event,
+            message=(
+                f"{summary.sop_instance_uid} v{version} "
+                f"{_VERBS.get(event, 'stored')}, {received.size_bytes} bytes{note}"
+            ),
+            actor=sender.ae_title or ACTOR,
+            association_id=sender.association_id,
+            slide_id=slide_id,
+            details={
+                "sop_instance_uid": summary.sop_instance_uid,
+                "sop_class_uid": summary.sop_class_uid,
+                "version": version,
+                "sha256": received.sha256,
+                "size_bytes": received.size_bytes,
+                "transfer_syntax_uid": summary.transfer_syntax_uid,
+                "image_type": summary.image_type,
+                **sender.details(),
+            },
+        )
+        _count(session, sender.association_id, received.size_bytes)
+        return Admission(outcome, instance_id, version, slide_id, relpath)
 
     def _duplicate(
         self, received: ReceivedFile, summary: InstanceSummary, sender: Sender, existing: _Stored
     ) -> Admission:
-        with self.runtime.session() as session:
+        def rows(session: Session) -> int | None:
             slide_id = None
             if summary.is_wsi:
                 slide_id = touch_receiving_slide(
@@ -325,16 +346,19 @@ class Admitter:
                 },
             )
             _count(session, sender.association_id, received.size_bytes)
+            return slide_id
+
+        slide_id = self.group.run(rows)
         received.path.unlink(missing_ok=True)
         return Admission(
             AdmissionOutcome.DUPLICATE, existing.id, existing.version, slide_id, existing.path
         )
 
 
-def _count(session: object, association_id: int | None, size_bytes: int) -> None:
+def _count(session: Session, association_id: int | None, size_bytes: int) -> None:
     if association_id is None:
         return
-    session.execute(  # type: ignore[attr-defined]
+    session.execute(
         update(Association)
         .where(Association.id == association_id)
         .values(

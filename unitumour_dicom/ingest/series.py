@@ -59,18 +59,20 @@ def record_arrival(
     """Create the slide of a WSI instance's series, or reset its quiet timer (and reopen it).
 
     The UPDATE comes first so that it takes the row's write lock (and SQLite's database lock)
-    before the state is read: a concurrent settle either finished before (and we reopen the
-    slide) or waits for our commit (and then finds ``settle_at`` moved on).
+    before the state is read (it returns the state it found, in the same statement): a
+    concurrent settle either finished before (and we reopen the slide) or waits for our
+    commit (and then finds ``settle_at`` moved on).
     """
     settle_at = now + timedelta(seconds=quiet_seconds)
     series_uid = summary.series_instance_uid
-    result = session.execute(
+    found = session.execute(
         update(Slide)
         .where(Slide.series_instance_uid == series_uid)
         .values(last_received_at=now, settle_at=settle_at, quiet_seconds=quiet_seconds)
+        .returning(Slide.id, Slide.state, Slide.frame_of_reference_uid)
         .execution_options(synchronize_session=False)
-    )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+    ).first()
+    if found is None:
         slide = Slide(
             study_instance_uid=summary.study_instance_uid,
             series_instance_uid=series_uid,
@@ -90,27 +92,37 @@ def record_arrival(
         session.add(slide)
         session.flush()  # IntegrityError here if another association created it meanwhile
         return Arrival(slide.id, True, False, None)
-    slide = session.execute(
-        select(Slide).where(Slide.series_instance_uid == series_uid)
-    ).scalar_one()
-    previous = slide.state
+    slide_id, previous, frame_of_reference = found
     if previous == SlideState.RECEIVING:
-        if slide.frame_of_reference_uid is None and summary.frame_of_reference_uid:
-            slide.frame_of_reference_uid = summary.frame_of_reference_uid
-        return Arrival(slide.id, False, False, previous)
-    slide.state = SlideState.RECEIVING
-    slide.state_reason = f"new instance {summary.sop_instance_uid} after the slide was {previous}"
-    session.flush()
+        if frame_of_reference is None and summary.frame_of_reference_uid:
+            session.execute(
+                update(Slide)
+                .where(Slide.id == slide_id)
+                .values(frame_of_reference_uid=summary.frame_of_reference_uid)
+                .execution_options(synchronize_session=False)
+            )
+        return Arrival(slide_id, False, False, previous)
+    session.execute(
+        update(Slide)
+        .where(Slide.id == slide_id)
+        .values(
+            state=SlideState.RECEIVING,
+            state_reason=(
+                f"new instance {summary.sop_instance_uid} after the slide was {previous}"
+            ),
+        )
+        .execution_options(synchronize_session=False)
+    )
     record_event(
         session=session,
         event=IngestEvent.SLIDE_REOPENED,
         message=f"slide {series_uid} was {previous}; new instances arrived, receiving again",
         actor=ACTOR,
         association_id=association_id,
-        slide_id=slide.id,
+        slide_id=slide_id,
         details={"previous_state": previous, "sop_instance_uid": summary.sop_instance_uid},
     )
-    return Arrival(slide.id, False, True, previous)
+    return Arrival(slide_id, False, True, previous)
 
 
 def touch_receiving_slide(

@@ -137,12 +137,19 @@ class FileStore:
         return self.spool_dir / f"{uuid.uuid4().hex}{suffix}"
 
     def put_file(
-        self, source: Path, relpath: str, *, sha256: str | None = None, synced: bool = False
+        self,
+        source: Path,
+        relpath: str,
+        *,
+        sha256: str | None = None,
+        synced: bool = False,
+        sync_dir: bool = True,
     ) -> StoredObject:
         """Move a file (already on the store's filesystem, e.g. in spool/) into place durably.
 
         The file is fsynced before the link (``synced=True``: the caller has done it) and the
-        destination directory after it. An existing object at ``relpath`` is never
+        destination directory after it (``sync_dir=False``: the caller will, before it relies
+        on the object, e.g. once for several objects). An existing object at ``relpath`` is never
         overwritten: versions get new paths. The spool directory is not fsynced: a crash can
         at worst leave the old spool name behind as a second link to a stored file, which the
         start-up sweep of spool leftovers removes.
@@ -168,7 +175,8 @@ class FileStore:
             os.replace(source, dest)  # filesystems without hard links
         else:
             os.unlink(source)
-        fsync_dir(dest.parent)
+        if sync_dir:
+            fsync_dir(dest.parent)
         return StoredObject(path=relpath, size_bytes=size, sha256=digest)
 
     def put_bytes(self, data: bytes, relpath: str) -> StoredObject:
