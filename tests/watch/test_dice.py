@@ -11,6 +11,7 @@ from pathlib import Path
 import pydicom
 import pytest
 import torch
+from pydicom.uid import SegmentationStorage
 
 from tests.e2e.flow import MIN_PHANTOM_DICE
 from tests.watch.conftest import VendorFiles
@@ -35,8 +36,13 @@ def segment_and_score(folder: Path, runtime: Runtime, models: ModelProvider, tru
         for ds in (pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(folder.glob("*")))
         if ds.ImageType[2] == "VOLUME"
     )
+    segs = [  # the SEG pyramid; the SR, annotations and key image are written beside it
+        p
+        for p in report.written
+        if pydicom.dcmread(p, stop_before_pixels=True).SOPClassUID == SegmentationStorage
+    ]
     return score_seg(
-        report.written,
+        segs,
         truth,
         series_uid=base.SeriesInstanceUID,
         frame_of_reference_uid=base.FrameOfReferenceUID,

@@ -59,7 +59,7 @@ def test_an_svs_dropped_in_the_watched_folder_is_delivered_as_a_seg(
         slide = session.get(Slide, row.slide_id)
         job = session.scalars(select(Job).where(Job.slide_id == slide.id)).one()
         result = session.scalars(select(Result).where(Result.job_id == job.id)).one()
-        seg_uids = [i.sop_instance_uid for i in result.instances]
+        seg_uids = [i.sop_instance_uid for i in result.seg_instances]
         converted = session.scalars(
             select(AuditEvent).where(AuditEvent.event == "watch.converted")
         ).one()
