@@ -25,11 +25,14 @@ DEFAULT_MAX_SIDE = 1024
 
 def read_thumbnail(slide_paths: Sequence[Path], max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
     """The whole slide as uint8 RGB, at most ``max_side`` pixels a side, read by wsidicom
-    from the smallest pyramid level that covers that size (memory: a thumbnail)."""
+    from the smallest pyramid level that covers that size (memory: a thumbnail). A slide
+    smaller than ``max_side`` comes at its own size (wsidicom has no level to scale up from)."""
     from wsidicom import WsiDicom
 
     with WsiDicom.open([str(p) for p in slide_paths]) as wsi:
-        image = wsi.read_thumbnail((max_side, max_side)).convert("RGB")
+        base = wsi.size
+        box = (min(max_side, int(base.width)), min(max_side, int(base.height)))
+        image = wsi.read_thumbnail(box).convert("RGB")
     return np.asarray(image)
 
 
