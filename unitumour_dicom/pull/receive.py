@@ -16,11 +16,12 @@ from pathlib import Path
 
 from ..config.sections import ListenerSettings
 from ..db import IntakePath
-from ..ingest import Admission, Admitter, InstanceLimits, ReceivedFile
+from ..ingest.admit import Admission, Admitter, ReceivedFile
 from ..ingest.contexts import storage_sop_classes
 from ..ingest.receive import IntakeInfo, Receiver
 from ..ingest.spool import SpoolFile
 from ..ingest.status import StoreStatus
+from ..ingest.validate import InstanceLimits
 from ..runtime import Runtime
 
 log = logging.getLogger(__name__)
